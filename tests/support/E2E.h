@@ -1,0 +1,162 @@
+#pragma once
+// End-to-end test support: real processes (idemgate, idemgate-mock-upstream, redis-server...) on free
+// loopback ports, stopped by PID, and a raw HTTP/1.1 client that shows the exact bytes on the wire
+// (framing, repeated header lines) so tests can check what a real client would see.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <sys/types.h>
+
+namespace idem::test {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+using Millis = std::chrono::milliseconds;
+
+/// A free TCP port on 127.0.0.1 (bound once with port 0, then released).
+std::uint16_t freePort();
+
+/// Directory of the built executables (IDEM_BINARY_DIR, set by CTest).
+std::string binaryDir();
+/// Source root (IDEM_SOURCE_DIR, set by CTest).
+std::string sourceDir();
+
+/// A fresh temporary directory, removed with its contents when the object dies.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+    void write(const std::string& name, const std::string& content) const;
+
+private:
+    std::string path_;
+};
+
+/// A child process; stdout and stderr go to `logPath`. Killed (TERM, then KILL) when destroyed.
+class Process {
+public:
+    Process(std::vector<std::string> argv, std::string logPath);
+    ~Process();
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+
+    pid_t pid() const { return pid_; }
+    void signal(int sig) const;
+    /// Waits for the process to exit; returns its exit status (or 128+signal), nullopt on timeout.
+    std::optional<int> wait(Millis timeout);
+    bool running();
+    /// SIGTERM, wait up to `grace`, then SIGKILL. Returns the exit status.
+    int stop(Millis grace = Millis(5000));
+    std::string log() const;
+
+private:
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+    std::string logPath_;
+};
+
+/// Waits until something accepts TCP connections on 127.0.0.1:port.
+bool waitForPort(std::uint16_t port, Millis timeout);
+
+struct Response {
+    int status = 0;
+    std::string reason;
+    Headers headers;
+    std::string body;
+    bool chunked = false;        ///< the response used Transfer-Encoding: chunked
+    bool closed = false;         ///< the server closed the connection after it
+    std::string rawHead;         ///< status line and header block as received
+
+    std::optional<std::string> header(const std::string& name) const;
+    std::size_t count(const std::string& name) const;
+};
+
+struct Request {
+    std::string method = "POST";
+    std::string target = "/v1/payments";
+    Headers headers;
+    std::string body;
+    bool contentLength = true;   ///< add Content-Length for the body
+};
+
+/// A client connection: several requests may go over it (keep-alive). Throws std::runtime_error when
+/// the server closes or resets the connection before a complete response, or on timeout.
+class Connection {
+public:
+    explicit Connection(std::uint16_t port, Millis timeout = Millis(10000));
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    void sendRaw(const std::string& bytes);
+    void send(const Request& request);
+    Response receive();
+    Response roundTrip(const Request& request) {
+        send(request);
+        return receive();
+    }
+    /// Close with FIN, or with RST (SO_LINGER 0).
+    void close(bool reset = false);
+
+private:
+    bool fill();
+    int fd_ = -1;
+    Millis timeout_;
+    std::string buffer_;
+};
+
+/// One request on a fresh connection.
+Response http(std::uint16_t port, const Request& request, Millis timeout = Millis(10000));
+
+/// The mock upstream (loadtest/mock), started on a free port.
+class MockUpstream {
+public:
+    explicit MockUpstream(const std::string& logDir);
+    std::uint16_t port() const { return port_; }
+    /// Executions per received Idempotency-Key, from GET /__stats.
+    std::map<std::string, int> executions();
+    int executions(const std::string& key);
+    int total();
+    /// Recorded requests for a key, from GET /__requests?key=: each request's headers.
+    std::vector<Headers> requestHeaders(const std::string& key);
+    /// POST /__script with this JSON body.
+    void script(const std::string& json);
+    void reset();
+    Process& process() { return *process_; }
+
+private:
+    std::uint16_t port_ = 0;
+    std::unique_ptr<Process> process_;
+};
+
+/// An idemgate process with the given YAML config (written to a file in `dir`).
+class Gateway {
+public:
+    Gateway(const TempDir& dir, const std::string& name, const std::string& yaml, std::uint16_t port);
+    std::uint16_t port() const { return port_; }
+    Process& process() { return *process_; }
+    std::string log() const { return process_->log(); }
+
+private:
+    std::uint16_t port_;
+    std::unique_ptr<Process> process_;
+};
+
+/// The demo-like config used by most e2e tests: one upstream on `upstreamPort`, the default route
+/// table of ../shared/cases/CASES.md (payments, refunds, payment update/capture, v2 payments),
+/// tenant from Authorization, memory store unless `storeYaml` is given, and `routeExtra` appended
+/// to the payments route (indented YAML lines, e.g. "    on_unknown: release\n").
+std::string caseConfig(std::uint16_t gatewayPort, std::uint16_t upstreamPort, const std::string& storeYaml = "",
+                       const std::string& routeExtra = "", const std::string& upstreamExtra = "");
+
+}  // namespace idem::test
