@@ -169,6 +169,7 @@ void MockHandler::execute(Poco::Net::HTTPServerRequestImpl& request, Poco::Net::
             controlError.clear();
         }
     }
+    dedupe = dedupe && record.hasKey;  // like a real API: no key, nothing to de-duplicate by
     std::shared_ptr<const Answer> remembered = dedupe ? state_.dedupe.find(key) : nullptr;
     if (!remembered && controlError.empty()) {
         const RequestFacts facts{record.method, record.path, key, record.hasKey, record.bodyLength, record.body};

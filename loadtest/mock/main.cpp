@@ -48,8 +48,11 @@ int run(const Options& options, sigset_t& stopSignals)
     StopSignal stop;
     MockState state(options, stop);
 
-    Poco::Net::ServerSocket socket(
-        Poco::Net::SocketAddress(options.host, static_cast<Poco::UInt16>(options.port)), kBacklog);
+    // SO_REUSEADDR but not SO_REUSEPORT (Poco's convenience constructor sets both): a second
+    // instance on a taken port must fail, not silently share the port.
+    Poco::Net::ServerSocket socket;
+    socket.bind(Poco::Net::SocketAddress(options.host, static_cast<Poco::UInt16>(options.port)), true, false);
+    socket.listen(kBacklog);
 
     auto* params = new Poco::Net::HTTPServerParams;
     params->setMaxThreads(options.threads);
