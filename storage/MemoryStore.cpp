@@ -299,17 +299,31 @@ std::string MemoryStore::name() const { return "memory"; }
 
 std::size_t MemoryStore::size() const { return count_.load(std::memory_order_acquire); }
 
+Store::Stats MemoryStore::stats() const {
+    Stats s;
+    s.reapedRecords = sweptRecords_.load(std::memory_order_relaxed);
+    s.reapPasses = sweepPasses_.load(std::memory_order_relaxed);
+    return s;
+}
+
 void MemoryStore::sweepLoop() {
     std::unique_lock lock(sweepMu_);
     while (!stopping_.load()) {
         if (sweepCv_.wait_for(lock, config_.sweepInterval, [this] { return stopping_.load(); })) break;
         lock.unlock();
+        std::uint64_t removed = 0;
         for (auto& shard : shards_) {
             // Bounded batches: the shard's lock is released between them.
-            while (!stopping_.load() && purgeShard(*shard, kSweepBatch) == kSweepBatch) {
+            for (;;) {
+                if (stopping_.load()) break;
+                const auto n = purgeShard(*shard, kSweepBatch);
+                removed += n;
+                if (n != kSweepBatch) break;
             }
             if (stopping_.load()) break;
         }
+        sweptRecords_.fetch_add(removed, std::memory_order_relaxed);
+        sweepPasses_.fetch_add(1, std::memory_order_relaxed);
         lock.lock();
     }
 }

@@ -58,6 +58,7 @@ public:
     Result<bool> release(const RecordId& id, const Token& token) override;
     Result<bool> extend(const RecordId& id, const Token& token, Millis lease) override;
     Result<std::size_t> purgeExpired(std::size_t batch) override;
+    Stats stats() const override;
     Result<void> ping() override;
     std::string name() const override;
 
@@ -84,6 +85,8 @@ private:
     std::atomic<std::size_t> count_{0};
     std::atomic<std::size_t> purgeCursor_{0};
 
+    std::atomic<std::uint64_t> sweptRecords_{0};
+    std::atomic<std::uint64_t> sweepPasses_{0};
     std::mutex sweepMu_;
     std::condition_variable sweepCv_;
     std::atomic<bool> stopping_{false};

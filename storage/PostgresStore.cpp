@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <limits>
@@ -362,7 +363,16 @@ private:
         return stop_;
     }
 
+    Stats stats() const override {
+        Stats s;
+        s.reapedRecords = reapedRecords_.load(std::memory_order_relaxed);
+        s.reapPasses = reapPasses_.load(std::memory_order_relaxed);
+        s.reapFailures = reapFailures_.load(std::memory_order_relaxed);
+        return s;
+    }
+
     void reapFailed(const StoreError& e) {
+        reapFailures_.fetch_add(1, std::memory_order_relaxed);
         // One line per streak of failures, not one per pass while the database is down.
         if (!reapFailing_) std::fprintf(stderr, "idemgate: postgres reaper on %s: %s\n", table_.c_str(), e.message.c_str());
         reapFailing_ = true;
@@ -394,6 +404,8 @@ private:
         }
         auto unlocked = (*lease)->execPrepared("reap_unlock", key);
         if (!unlocked) (*lease)->markBroken();  // closing the session is what releases its lock then
+        reapPasses_.fetch_add(1, std::memory_order_relaxed);
+        reapedRecords_.fetch_add(total, std::memory_order_relaxed);
         if (total > 0)
             std::fprintf(stderr, "idemgate: postgres reaper removed %zu expired records from %s in %zu batch%s\n", total,
                          table_.c_str(), batches, batches == 1 ? "" : "es");
@@ -403,6 +415,9 @@ private:
 
     const StoreLimits limits_;
     const std::string table_;
+    std::atomic<std::uint64_t> reapedRecords_{0};
+    std::atomic<std::uint64_t> reapPasses_{0};
+    std::atomic<std::uint64_t> reapFailures_{0};
     PgPool pool_;
     const Millis reapInterval_;
     const std::size_t reapBatch_;

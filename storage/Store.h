@@ -140,6 +140,14 @@ public:
     /// Cheap liveness probe (health endpoint, recovery detection).
     virtual Result<void> ping() = 0;
 
+    /// Counters of the store's own background work, for metrics. Thread-safe.
+    struct Stats {
+        std::uint64_t reapedRecords = 0;  ///< expired records removed by a background cleaner
+        std::uint64_t reapPasses = 0;     ///< cleaner passes that ran (this instance held the lock)
+        std::uint64_t reapFailures = 0;   ///< cleaner passes that failed
+    };
+    virtual Stats stats() const { return {}; }
+
     /// "memory", "redis", "redis-cluster", "postgres".
     virtual std::string name() const = 0;
 };
