@@ -9,7 +9,11 @@
 #include <Poco/Util/Option.h>
 #include <Poco/Util/OptionSet.h>
 
+#include <atomic>
+#include <csignal>
 #include <iostream>
+#include <pthread.h>
+#include <thread>
 
 #ifdef IDEM_HAVE_PG
 #include "storage/PostgresStore.h"
@@ -23,16 +27,6 @@ constexpr int kExitUsage = 2;
 constexpr int kExitStartup = 3;
 constexpr const char* kVersion = "0.1.0";
 
-http::LogLevel toLogLevel(config::LogConfig::Level level) {
-    switch (level) {
-        case config::LogConfig::Level::Error: return http::LogLevel::Error;
-        case config::LogConfig::Level::Warning: return http::LogLevel::Warning;
-        case config::LogConfig::Level::Information: return http::LogLevel::Information;
-        case config::LogConfig::Level::Debug: return http::LogLevel::Debug;
-    }
-    return http::LogLevel::Information;
-}
-
 }  // namespace
 
 void GatewayApp::defineOptions(Poco::Util::OptionSet& options) {
@@ -41,6 +35,8 @@ void GatewayApp::defineOptions(Poco::Util::OptionSet& options) {
                           .required(false).repeatable(false).argument("FILE"));
     options.addOption(Poco::Util::Option("check-config", "t", "validate a configuration file, print the effective configuration and exit")
                           .required(false).repeatable(false).argument("FILE"));
+    options.addOption(Poco::Util::Option("set", "s", "override one configuration key (repeatable): --set routes.payments.ttl=48h")
+                          .required(false).repeatable(true).argument("KEY=VALUE"));
     options.addOption(Poco::Util::Option("help", "h", "show this help").required(false).repeatable(false));
     options.addOption(Poco::Util::Option("version", "v", "print the version").required(false).repeatable(false));
 }
@@ -49,6 +45,7 @@ void GatewayApp::handleOption(const std::string& name, const std::string& value)
     ServerApplication::handleOption(name, value);
     if (name == "config") configFile_ = value;
     else if (name == "check-config") checkFile_ = value;
+    else if (name == "set") setArguments_.push_back(value);
     else if (name == "help") {
         helpRequested_ = true;
         stopOptionsProcessing();
@@ -78,9 +75,17 @@ int GatewayApp::main(const std::vector<std::string>& args) {
         return kExitUsage;
     }
 
+    config::ConfigOverrides overrides;
+    try {
+        for (const auto& a : setArguments_) overrides.set.push_back(config::parseSetArgument(a));
+    } catch (const config::ConfigError& e) {
+        std::cerr << "idemgate: invalid --set: " << e.what() << "\n";
+        return kExitUsage;
+    }
+
     if (!checkFile_.empty()) {
         try {
-            auto cfg = config::loadConfigFile(checkFile_);
+            auto cfg = config::loadConfigFile(checkFile_, overrides);
             std::cout << config::describeConfig(cfg);
             std::cout << "idemgate: configuration file " << checkFile_ << " is valid\n";
             return 0;
@@ -96,12 +101,12 @@ int GatewayApp::main(const std::vector<std::string>& args) {
 
     config::Config cfg;
     try {
-        cfg = config::loadConfigFile(configFile_);
+        cfg = config::loadConfigFile(configFile_, overrides);
     } catch (const config::ConfigError& e) {
         std::cerr << "idemgate: invalid configuration: " << e.what() << "\n";
         return kExitConfig;
     }
-    http::setLogLevel(toLogLevel(cfg.log.level));
+    http::setLogLevel(http::toLogLevel(cfg.log.level));
 
     if (migrate) {
 #ifdef IDEM_HAVE_PG
@@ -123,6 +128,13 @@ int GatewayApp::main(const std::vector<std::string>& args) {
 #endif
     }
 
+    // SIGHUP reloads the configuration. Block it here, before any server thread exists, so that
+    // every thread inherits the mask and only the reload thread below receives it.
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+
     std::unique_ptr<http::Gateway> gateway;
     try {
         auto store = storage::makeStore(cfg.store);
@@ -138,7 +150,29 @@ int GatewayApp::main(const std::vector<std::string>& args) {
         return kExitStartup;
     }
 
+    std::atomic<bool> stopping{false};
+    std::thread reloader([&] {
+        const timespec tick{0, 250'000'000};
+        while (!stopping.load()) {
+            if (sigtimedwait(&hup, nullptr, &tick) != SIGHUP) continue;
+            try {
+                auto next = config::loadConfigFile(configFile_, overrides);
+                const auto notApplied = gateway->reload(std::move(next));
+                std::string msg = "idemgate: configuration reloaded from " + configFile_;
+                for (const auto& n : notApplied) msg += "; " + n + " changed but needs a restart (kept the running value)";
+                if (notApplied.empty()) http::logInfo(msg);
+                else http::logWarning(msg);
+            } catch (const config::ConfigError& e) {
+                http::logError(std::string("idemgate: reload rejected, still serving the previous configuration: ") + e.what());
+            } catch (const std::exception& e) {
+                http::logError(std::string("idemgate: reload failed, still serving the previous configuration: ") + e.what());
+            }
+        }
+    });
+
     waitForTerminationRequest();
+    stopping.store(true);
+    reloader.join();
     http::logInfo("idemgate: termination requested; draining requests in flight");
     gateway->stop(std::chrono::seconds(10));
     http::logInfo("idemgate: stopped");

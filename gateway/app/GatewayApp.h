@@ -1,7 +1,7 @@
 #pragma once
 // The idemgate executable: options, config loading, wiring, signals.
 //
-//   idemgate --config FILE           serve until SIGTERM/SIGINT
+//   idemgate --config FILE [--set key.path=value ...]   serve until SIGTERM/SIGINT; SIGHUP reloads
 //   idemgate --check-config FILE     validate, print the effective config (secrets masked), exit 0 / 1
 //   idemgate migrate --config FILE   create or upgrade the PostgreSQL schema, then exit
 //
@@ -10,6 +10,7 @@
 #include <Poco/Util/ServerApplication.h>
 
 #include <string>
+#include <vector>
 
 namespace idem::app {
 
@@ -24,6 +25,7 @@ private:
 
     std::string configFile_;
     std::string checkFile_;
+    std::vector<std::string> setArguments_;
     bool helpRequested_ = false;
     bool versionRequested_ = false;
 };

@@ -1,8 +1,11 @@
 #include "gateway/config/ConfigLoader.h"
 
 #include "gateway/config/Units.h"
+#include "gateway/core/Router.h"
+#include "gateway/core/Versions.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -66,11 +69,30 @@ constexpr std::array<Named<core::ForwardKey>, 3> kForwardKey{{
     {"client", core::ForwardKey::Client},
     {"none", core::ForwardKey::None},
 }};
+constexpr std::array<Named<core::VersionSource>, 4> kVersionSources{{
+    {"path", core::VersionSource::Path},
+    {"header", core::VersionSource::Header},
+    {"accept", core::VersionSource::Accept},
+    {"query", core::VersionSource::Query},
+}};
+constexpr std::array<Named<bool>, 2> kVersionScopes{{
+    {"shared", true},
+    {"separate", false},
+}};
+constexpr std::array<Named<RouteConfig::DisabledAction>, 2> kDisabledActions{{
+    {"pass_through", RouteConfig::DisabledAction::PassThrough},
+    {"reject", RouteConfig::DisabledAction::Reject},
+}};
 constexpr std::array<Named<LogConfig::Level>, 4> kLogLevels{{
     {"error", LogConfig::Level::Error},
     {"warning", LogConfig::Level::Warning},
     {"info", LogConfig::Level::Information},
     {"debug", LogConfig::Level::Debug},
+}};
+constexpr std::array<Named<core::BalancePolicy>, 3> kBalance{{
+    {"round_robin", core::BalancePolicy::RoundRobin},
+    {"weighted", core::BalancePolicy::Weighted},
+    {"least_connections", core::BalancePolicy::LeastConnections},
 }};
 constexpr std::array<Named<StoreConfig::Type>, 4> kStoreTypes{{
     {"memory", StoreConfig::Type::Memory},
@@ -114,16 +136,36 @@ const std::vector<std::string_view> kRedisClusterKeys{"nodes", "password_env", "
 const std::vector<std::string_view> kPostgresKeys{"url", "password_env", "password_file", "table", "pool_size",
                                                   "connect_timeout", "statement_timeout", "pool_wait_timeout",
                                                   "migrate_on_start", "reap_interval", "reap_batch"};
-const std::vector<std::string_view> kUpstreamKeys{"url", "connect_timeout", "timeout", "pool_size"};
+const std::vector<std::string_view> kUpstreamKeys{"url",    "endpoints", "balance", "timeouts", "connect_timeout",
+                                                  "timeout", "pool",     "pool_size", "health", "passive",
+                                                  "breaker", "retry",    "dns_ttl",  "tls"};
+const std::vector<std::string_view> kEndpointKeys{"url", "weight"};
+const std::vector<std::string_view> kTimeoutKeys{"connect", "send", "first_byte", "total"};
+const std::vector<std::string_view> kPoolKeys{"max_connections", "max_idle", "idle_timeout", "acquire_timeout"};
+const std::vector<std::string_view> kHealthKeys{"path", "interval", "timeout", "healthy_threshold",
+                                                "unhealthy_threshold"};
+const std::vector<std::string_view> kPassiveKeys{"consecutive_failures", "ejection"};
+const std::vector<std::string_view> kBreakerKeys{"enabled", "failure_rate", "window", "min_requests", "open_for"};
+const std::vector<std::string_view> kRetryKeys{"attempts",  "base_backoff",  "max_backoff",
+                                               "budget",    "budget_window", "budget_min"};
+const std::vector<std::string_view> kTlsKeys{"verify", "ca_file", "server_name"};
 const std::vector<std::string_view> kPolicyKeys{
     "idempotency", "idempotent_methods", "key_header", "key_format", "tenant_header", "fingerprint", "max_body",
     "max_stored_response", "ttl", "lease", "release_on", "on_unknown", "on_in_flight", "wait_max",
     "store_failure", "forward_key", "forward_key_header", "allow_set_cookie"};
 const std::vector<std::string_view> kFingerprintKeys{"body", "query", "headers"};
+const std::vector<std::string_view> kVersionsKeys{"sources", "path_param", "header", "media_type",
+                                                  "query_param", "default",  "scope",  "list"};
+const std::vector<std::string_view> kVersionKeys{"upstream", "rewrite", "deprecated", "deprecation_date", "sunset",
+                                                 "link"};
+/// Keys of a route that route_defaults does not take.
+const std::vector<std::string_view> kRouteOnlyKeys{"methods", "path",     "upstream",         "enabled",
+                                                   "disabled", "versions", "upstream_timeouts"};
 
 std::vector<std::string_view> routeKeys() {
     std::vector<std::string_view> keys{"methods", "path", "upstream"};
     keys.insert(keys.end(), kPolicyKeys.begin(), kPolicyKeys.end());
+    keys.insert(keys.end(), {"enabled", "disabled", "versions", "upstream_timeouts"});
     return keys;
 }
 
@@ -237,48 +279,23 @@ std::expected<HostPort, std::string> parseHostPort(std::string_view text, bool a
     return out;
 }
 
-/// A route's path pattern, following the grammar of core/Router.h: '/'-separated non-empty segments
-/// (or "/" alone); a segment is a literal of 0x21-0x7E bytes without ?#{}, or "{name}" followed by an
-/// optional literal suffix; the last segment may be "{name...}" (rest of the path, no suffix).
-std::optional<std::string> pathPatternError(std::string_view pattern) {
-    if (pattern.empty() || pattern.front() != '/') return "must start with '/', e.g. /v1/payments";
-    if (pattern == "/") return std::nullopt;
-    std::set<std::string, std::less<>> names;
+/// The parameters of a valid path pattern (core::Router grammar), in order: (name, is a {name...} rest).
+std::vector<std::pair<std::string, bool>> patternParams(std::string_view pattern) {
+    std::vector<std::pair<std::string, bool>> out;
     std::size_t start = 1;
-    while (true) {
+    while (start < pattern.size()) {
         const std::size_t slash = pattern.find('/', start);
-        const bool last = slash == std::string_view::npos;
-        const std::string_view seg = pattern.substr(start, last ? pattern.npos : slash - start);
-        if (seg.empty()) return last ? "must not end with '/'" : "has an empty segment (\"//\")";
-        std::string_view literal = seg;
-        if (seg.front() == '{') {
-            const std::size_t close = seg.find('}');
-            if (close == std::string_view::npos) return "has an unclosed '{' in segment " + quote(seg);
-            std::string_view name = seg.substr(1, close - 1);
-            literal = seg.substr(close + 1);
-            bool rest = false;
-            if (name.size() > 3 && name.ends_with("...")) {
-                rest = true;
-                name.remove_suffix(3);
-            }
-            if (!isIdentifier(name))
-                return "parameter " + quote(seg.substr(0, close + 1)) +
-                       " needs a name of letters, digits and '_' (not starting with a digit)";
-            if (!names.emplace(name).second) return "parameter {" + std::string(name) + "} appears twice";
-            if (rest && !last) return "{" + std::string(name) + "...} must be the last segment";
-            if (rest && !literal.empty()) return "{" + std::string(name) + "...} cannot have a suffix";
+        const std::string_view seg = pattern.substr(start, slash == std::string_view::npos ? pattern.npos : slash - start);
+        if (seg.starts_with('{')) {
+            std::string_view name = seg.substr(1, seg.find('}') - 1);
+            const bool rest = name.ends_with("...");
+            if (rest) name.remove_suffix(3);
+            out.emplace_back(std::string(name), rest);
         }
-        for (char c : literal) {
-            const auto u = static_cast<unsigned char>(c);
-            if (c == '{' || c == '}')
-                return "segment " + quote(seg) + " has a stray '" + std::string(1, c) +
-                       "' (a parameter is {name} at the start of a segment)";
-            if (c == '?' || c == '#') return "must not contain a query or fragment ('?' or '#')";
-            if (u < 0x21 || u > 0x7E) return "segment " + quote(seg) + " has a character outside printable ASCII";
-        }
-        if (last) return std::nullopt;
+        if (slash == std::string_view::npos) break;
         start = slash + 1;
     }
+    return out;
 }
 
 /// Method names are case-sensitive tokens; configs write them upper-case.
@@ -399,11 +416,20 @@ private:
     std::string readPassword(const Section& s) const;
     std::vector<UpstreamConfig> readUpstreams(const Section& root) const;
     UpstreamConfig readUpstream(const Entry& e, const std::string& path) const;
+    UpstreamEndpoint endpointUrl(const Entry& url, const std::string& urlPath) const;
+    double ratio(const Entry& e, const std::string& path, bool allowZero) const;
+    void readTimeouts(const Section& s, UpstreamTimeoutOverride& out) const;
     void readPolicy(const Section& s, core::RoutePolicy& p, PolicyOrigins& origins) const;
     std::vector<std::string> readMethods(const Entry& e, const std::string& path, bool allowEmpty) const;
     std::vector<RouteConfig> readRoutes(const Section& root, const Config& config) const;
+    const UpstreamConfig* findUpstream(const Entry& e, const std::string& path, const std::string& name,
+                                       const Config& config) const;
+    void readVersions(const Entry& e, const std::string& path, RouteConfig& route, const Config& config) const;
+    core::VersionSpec readVersion(const Entry& e, const std::string& path, const RouteConfig& route,
+                                  const Config& config) const;
+    std::string date(const Entry& e, const std::string& path) const;
     void checkRoute(const Section& r, const RouteConfig& route, const PolicyOrigins& origins,
-                    const UpstreamConfig& upstream, const Config& config) const;
+                    const UpstreamConfig& upstream, Millis deadline, const Config& config) const;
 
     std::string source_;
     std::filesystem::path baseDir_;
@@ -792,50 +818,259 @@ std::vector<UpstreamConfig> Loader::readUpstreams(const Section& top) const {
     return out;
 }
 
-UpstreamConfig Loader::readUpstream(const Entry& e, const std::string& path) const {
-    if (!isName(e.key))
-        fail(e.keyNode.Mark(), path, "upstream names may use letters, digits, '-' and '_' (at most 64 characters)");
-    const Section s(*this, e.value, e.mark(), path, kUpstreamKeys);
-    UpstreamConfig out;
-    out.name = e.key;
-    const Entry* url = s.find("url");
-    const std::string urlPath = s.pathOf("url");
-    if (!url) fail(s.mark(), urlPath, "missing: every upstream needs a url like http://127.0.0.1:9090");
-    const std::string text = str(*url, urlPath);
-    const std::string form = "expected a URL like http://127.0.0.1:9090 or http://host:port/base/path";
+UpstreamEndpoint Loader::endpointUrl(const Entry& url, const std::string& urlPath) const {
+    UpstreamEndpoint out;
+    const std::string text = str(url, urlPath);
+    const std::string form =
+        "expected a URL like http://127.0.0.1:9090, https://pay.example.com or http://host:port/base/path";
     const std::size_t sep = text.find("://");
-    if (sep == std::string::npos) fail(url->mark(), urlPath, quote(text) + " is not a URL; " + form);
+    if (sep == std::string::npos) fail(url.mark(), urlPath, quote(text) + " is not a URL; " + form);
     const std::string scheme = lower(std::string_view(text).substr(0, sep));
-    if (scheme == "https") fail(url->mark(), urlPath, "https upstreams are not supported yet; use http://");
-    if (scheme != "http") fail(url->mark(), urlPath, "unsupported scheme " + quote(scheme) + "; " + form);
+    if (scheme != "http" && scheme != "https") fail(url.mark(), urlPath, "unsupported scheme " + quote(scheme) + "; " + form);
+    out.scheme = scheme;
     const std::string_view rest = std::string_view(text).substr(sep + 3);
     if (rest.find_first_of("?#") != std::string_view::npos)
-        fail(url->mark(), urlPath, "must not have a query or fragment; " + form);
+        fail(url.mark(), urlPath, "must not have a query or fragment; " + form);
     const std::size_t slash = rest.find('/');
     const std::string_view authority = rest.substr(0, slash);
     if (authority.find('@') != std::string_view::npos)
-        fail(url->mark(), urlPath, "user info (user@host) is not supported in upstream URLs");
-    const auto hp = parseHostPort(authority, true, 80, "127.0.0.1:9090");
-    if (!hp) fail(url->mark(), urlPath, hp.error());
+        fail(url.mark(), urlPath, "user info (user@host) is not supported in upstream URLs");
+    const auto hp = parseHostPort(authority, true, scheme == "https" ? 443 : 80, "127.0.0.1:9090");
+    if (!hp) fail(url.mark(), urlPath, hp.error());
     out.host = hp->host;
     out.port = hp->port;
     if (slash != std::string_view::npos) {
         std::string base(rest.substr(slash));
         while (!base.empty() && base.back() == '/') base.pop_back();  // "/api/" and "/api" are the same prefix
         if (base.find("//") != std::string::npos)
-            fail(url->mark(), urlPath, "the base path has an empty segment (\"//\")");
+            fail(url.mark(), urlPath, "the base path has an empty segment (\"//\")");
         for (char c : base) {
             const auto u = static_cast<unsigned char>(c);
             if (u < 0x21 || u > 0x7E)
-                fail(url->mark(), urlPath, "the base path has a character outside printable ASCII");
+                fail(url.mark(), urlPath, "the base path has a character outside printable ASCII");
         }
         out.basePath = base;
     }
-    if (const Entry* v = s.find("connect_timeout"))
-        out.connectTimeout = duration(*v, s.pathOf("connect_timeout"), false);
-    if (const Entry* v = s.find("timeout")) out.timeout = duration(*v, s.pathOf("timeout"), false);
-    if (const Entry* v = s.find("pool_size"))
-        out.poolSize = static_cast<std::size_t>(integer(*v, s.pathOf("pool_size"), 1, 65535));
+    return out;
+}
+
+double Loader::ratio(const Entry& e, const std::string& path, bool allowZero) const {
+    const std::string form = std::string("expected a share like 10% or 0.1, ") + (allowZero ? "from 0%" : "above 0%") +
+                             " to 100%";
+    const std::string text = scalar(e, path, form);
+    const bool percent = !text.empty() && text.back() == '%';
+    const std::string_view number = std::string_view(text).substr(0, text.size() - (percent ? 1 : 0));
+    double value = 0;
+    const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+    if (number.empty() || ec != std::errc() || end != number.data() + number.size() || !(value >= 0))
+        fail(e.mark(), path, quote(text) + " is not valid; " + form);
+    if (percent) value /= 100.0;
+    if (value > 1.0 + 1e-12 || (!allowZero && value <= 0)) fail(e.mark(), path, quote(text) + " is out of range; " + form);
+    return std::min(value, 1.0);
+}
+
+void Loader::readTimeouts(const Section& s, UpstreamTimeoutOverride& out) const {
+    if (const Entry* v = s.find("connect")) out.connect = duration(*v, s.pathOf("connect"), false);
+    if (const Entry* v = s.find("send")) out.send = duration(*v, s.pathOf("send"), false);
+    if (const Entry* v = s.find("first_byte")) out.firstByte = duration(*v, s.pathOf("first_byte"), false);
+    if (const Entry* v = s.find("total"))
+        out.total = duration(*v, s.pathOf("total"), false);
+}
+
+UpstreamConfig Loader::readUpstream(const Entry& e, const std::string& path) const {
+    if (!isName(e.key))
+        fail(e.keyNode.Mark(), path, "upstream names may use letters, digits, '-' and '_' (at most 64 characters)");
+    const Section s(*this, e.value, e.mark(), path, kUpstreamKeys);
+    UpstreamConfig out;
+    out.name = e.key;
+
+    // Endpoints: `url:` (one) or `endpoints:` (a list of URLs or {url, weight}).
+    const Entry* url = s.find("url");
+    const Entry* endpoints = s.find("endpoints");
+    if (url && endpoints)
+        fail(endpoints->keyNode.Mark(), s.pathOf("endpoints"), "give url (one endpoint) or endpoints, not both");
+    if (!url && !endpoints)
+        fail(s.mark(), s.pathOf("url"),
+             "missing: every upstream needs a url like http://127.0.0.1:9090, or endpoints: "
+             "[{url: http://10.0.0.1:9090, weight: 2}, http://10.0.0.2:9090]");
+    Origin firstWeight;  // where a weight was first given, for the error below
+    if (url) out.endpoints.push_back(endpointUrl(*url, s.pathOf("url")));
+    if (endpoints) {
+        const std::string listPath = s.pathOf("endpoints");
+        const auto items =
+            list(*endpoints, listPath,
+                 "expected a list of endpoints like [{url: http://10.0.0.1:9090, weight: 2}, http://10.0.0.2:9090]");
+        if (items.empty()) fail(endpoints->mark(), listPath, "list at least one endpoint");
+        if (items.size() > core::Balancer::kMaxEndpoints)
+            fail(endpoints->mark(), listPath,
+                 "at most " + std::to_string(core::Balancer::kMaxEndpoints) + " endpoints per upstream");
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            const std::string ip = indexPath(listPath, i);
+            UpstreamEndpoint ep;
+            if (items[i].value.IsScalar()) {
+                ep = endpointUrl(items[i], ip);
+            } else {
+                const Section es(*this, items[i].value, items[i].mark(), ip, kEndpointKeys);
+                const Entry* u = es.find("url");
+                if (!u) fail(es.mark(), es.pathOf("url"), "missing: every endpoint needs a url like http://10.0.0.1:9090");
+                ep = endpointUrl(*u, es.pathOf("url"));
+                if (const Entry* w = es.find("weight")) {
+                    ep.weight = static_cast<std::uint32_t>(integer(*w, es.pathOf("weight"), 1, 10000));
+                    if (!firstWeight.set) firstWeight = Origin{true, es.pathOf("weight"), w->mark()};
+                }
+            }
+            for (const auto& prior : out.endpoints)
+                if (prior.scheme == ep.scheme && prior.host == ep.host && prior.port == ep.port &&
+                    prior.basePath == ep.basePath)
+                    fail(items[i].mark(), ip, "this endpoint is listed twice");
+            out.endpoints.push_back(std::move(ep));
+        }
+    }
+    if (const Entry* v = s.find("balance")) out.balance = choice(*v, s.pathOf("balance"), kBalance);
+    if (firstWeight.set && out.balance == core::BalancePolicy::RoundRobin)
+        fail(firstWeight.mark, firstWeight.path,
+             "weights apply to balance: weighted or least_connections; set balance, or leave the weight out");
+
+    // Timeouts, with the single-key spellings of the first release as aliases.
+    UpstreamTimeoutOverride t;
+    if (const Entry* v = s.find("timeouts")) {
+        const Section ts(*this, v->value, v->mark(), s.pathOf("timeouts"), kTimeoutKeys);
+        readTimeouts(ts, t);
+    }
+    if (const Entry* v = s.find("connect_timeout")) {
+        if (t.connect)
+            fail(v->keyNode.Mark(), s.pathOf("connect_timeout"),
+                 "connect_timeout is another spelling of timeouts.connect; give only one");
+        t.connect = duration(*v, s.pathOf("connect_timeout"), false);
+    }
+    if (const Entry* v = s.find("timeout")) {
+        if (t.total)
+            fail(v->keyNode.Mark(), s.pathOf("timeout"), "timeout is another spelling of timeouts.total; give only one");
+        t.total = duration(*v, s.pathOf("timeout"), false);
+    }
+    out.timeouts = effectiveTimeouts(out.timeouts, t);
+
+    Origin idleOrigin;
+    Origin maxConnectionsOrigin;
+    if (const Entry* v = s.find("pool")) {
+        const Section ps(*this, v->value, v->mark(), s.pathOf("pool"), kPoolKeys);
+        if (const Entry* x = ps.find("max_connections")) {
+            out.pool.maxConnections = static_cast<std::size_t>(integer(*x, ps.pathOf("max_connections"), 1, 65535));
+            maxConnectionsOrigin = Origin{true, ps.pathOf("max_connections"), x->mark()};
+        }
+        if (const Entry* x = ps.find("max_idle")) {
+            out.pool.maxIdle = static_cast<std::size_t>(integer(*x, ps.pathOf("max_idle"), 0, 65535));
+            idleOrigin = Origin{true, ps.pathOf("max_idle"), x->mark()};
+        }
+        if (const Entry* x = ps.find("idle_timeout")) out.pool.idleTimeout = duration(*x, ps.pathOf("idle_timeout"), false);
+        if (const Entry* x = ps.find("acquire_timeout"))
+            out.pool.acquireTimeout = duration(*x, ps.pathOf("acquire_timeout"), true);
+    }
+    if (const Entry* v = s.find("pool_size")) {
+        if (idleOrigin.set)
+            fail(v->keyNode.Mark(), s.pathOf("pool_size"), "pool_size is another spelling of pool.max_idle; give only one");
+        out.pool.maxIdle = static_cast<std::size_t>(integer(*v, s.pathOf("pool_size"), 1, 65535));
+        idleOrigin = Origin{true, s.pathOf("pool_size"), v->mark()};
+    }
+    if (out.pool.maxIdle > out.pool.maxConnections) {
+        const Origin& at = idleOrigin.set ? idleOrigin : maxConnectionsOrigin;  // the defaults agree: one is set
+        fail(at.mark, at.path,
+             "max_idle " + std::to_string(out.pool.maxIdle) + " is larger than max_connections " +
+                 std::to_string(out.pool.maxConnections) + "; idle connections count against max_connections");
+    }
+
+    if (const Entry* v = s.find("health")) {
+        const Section hs(*this, v->value, v->mark(), s.pathOf("health"), kHealthKeys);
+        if (const Entry* x = hs.find("path")) {
+            out.health.path = scalar(*x, hs.pathOf("path"), "expected a request path like /healthz, or \"\" for no checks");
+            if (!out.health.path.empty()) {
+                if (out.health.path.front() != '/')
+                    fail(x->mark(), hs.pathOf("path"), "must start with '/', e.g. /healthz (or be \"\": no checks)");
+                for (char c : out.health.path) {
+                    const auto u = static_cast<unsigned char>(c);
+                    if (u < 0x21 || u > 0x7E || c == '#')
+                        fail(x->mark(), hs.pathOf("path"), "must be printable ASCII without spaces or '#'");
+                }
+            }
+        }
+        if (const Entry* x = hs.find("interval")) out.health.interval = duration(*x, hs.pathOf("interval"), false);
+        if (const Entry* x = hs.find("timeout")) out.health.timeout = duration(*x, hs.pathOf("timeout"), false);
+        if (const Entry* x = hs.find("healthy_threshold"))
+            out.health.healthyThreshold = static_cast<std::uint32_t>(integer(*x, hs.pathOf("healthy_threshold"), 1, 100));
+        if (const Entry* x = hs.find("unhealthy_threshold"))
+            out.health.unhealthyThreshold =
+                static_cast<std::uint32_t>(integer(*x, hs.pathOf("unhealthy_threshold"), 1, 100));
+        if (out.health.timeout > out.health.interval) {
+            const Entry* x = hs.find("timeout") ? hs.find("timeout") : hs.find("interval");
+            fail(x->mark(), hs.pathOf(hs.find("timeout") ? "timeout" : "interval"),
+                 "the check timeout " + formatDuration(out.health.timeout) + " is longer than the interval " +
+                     formatDuration(out.health.interval) + "; a check must end before the next one is due");
+        }
+    }
+    if (const Entry* v = s.find("passive")) {
+        const Section ps(*this, v->value, v->mark(), s.pathOf("passive"), kPassiveKeys);
+        if (const Entry* x = ps.find("consecutive_failures"))
+            out.passive.consecutiveFailures =
+                static_cast<std::uint32_t>(integer(*x, ps.pathOf("consecutive_failures"), 0, 1000));
+        if (const Entry* x = ps.find("ejection")) out.passive.ejection = duration(*x, ps.pathOf("ejection"), false);
+    }
+    if (const Entry* v = s.find("breaker")) {
+        const Section bs(*this, v->value, v->mark(), s.pathOf("breaker"), kBreakerKeys);
+        if (const Entry* x = bs.find("enabled")) out.breaker.enabled = boolean(*x, bs.pathOf("enabled"));
+        if (const Entry* x = bs.find("failure_rate")) out.breaker.failureRate = ratio(*x, bs.pathOf("failure_rate"), false);
+        if (const Entry* x = bs.find("window")) out.breaker.window = duration(*x, bs.pathOf("window"), false);
+        if (const Entry* x = bs.find("min_requests"))
+            out.breaker.minRequests = static_cast<std::uint32_t>(integer(*x, bs.pathOf("min_requests"), 1, 1'000'000));
+        if (const Entry* x = bs.find("open_for")) out.breaker.openFor = duration(*x, bs.pathOf("open_for"), false);
+    }
+    if (const Entry* v = s.find("retry")) {
+        const Section rs(*this, v->value, v->mark(), s.pathOf("retry"), kRetryKeys);
+        if (const Entry* x = rs.find("attempts"))
+            out.retry.attempts = static_cast<std::uint32_t>(integer(*x, rs.pathOf("attempts"), 1, 10));
+        if (const Entry* x = rs.find("base_backoff")) out.retry.baseBackoff = duration(*x, rs.pathOf("base_backoff"), true);
+        if (const Entry* x = rs.find("max_backoff")) out.retry.maxBackoff = duration(*x, rs.pathOf("max_backoff"), true);
+        if (const Entry* x = rs.find("budget")) out.retry.budget = ratio(*x, rs.pathOf("budget"), true);
+        if (const Entry* x = rs.find("budget_window"))
+            out.retry.budgetWindow = duration(*x, rs.pathOf("budget_window"), false);
+        if (const Entry* x = rs.find("budget_min"))
+            out.retry.budgetMin = static_cast<std::uint32_t>(integer(*x, rs.pathOf("budget_min"), 0, 1'000'000));
+        if (out.retry.maxBackoff < out.retry.baseBackoff) {
+            const bool maxSet = rs.find("max_backoff") != nullptr;
+            const Entry* x = maxSet ? rs.find("max_backoff") : rs.find("base_backoff");
+            fail(x->mark(), rs.pathOf(maxSet ? "max_backoff" : "base_backoff"),
+                 "max_backoff " + formatDuration(out.retry.maxBackoff) + " is shorter than base_backoff " +
+                     formatDuration(out.retry.baseBackoff));
+        }
+    }
+    if (const Entry* v = s.find("dns_ttl")) out.dnsTtl = duration(*v, s.pathOf("dns_ttl"), false);
+    if (const Entry* v = s.find("tls")) {
+        const bool anyHttps = std::any_of(out.endpoints.begin(), out.endpoints.end(),
+                                          [](const UpstreamEndpoint& ep) { return ep.scheme == "https"; });
+        if (!anyHttps)
+            fail(v->keyNode.Mark(), s.pathOf("tls"), "tls settings apply to https endpoints; this upstream has none");
+        const Section ts(*this, v->value, v->mark(), s.pathOf("tls"), kTlsKeys);
+        if (const Entry* x = ts.find("verify")) out.tls.verify = boolean(*x, ts.pathOf("verify"));
+        if (const Entry* x = ts.find("ca_file")) {
+            const std::string p = ts.pathOf("ca_file");
+            const std::string name = scalar(*x, p, "expected the path of a PEM file of CA certificates");
+            if (name.empty()) fail(x->mark(), p, "expected a file path, got an empty string (leave ca_file out for the system CAs)");
+            std::filesystem::path file(name);
+            if (file.is_relative() && !baseDir_.empty()) file = baseDir_ / file;
+            std::FILE* f = std::fopen(file.c_str(), "rb");
+            if (!f) fail(x->mark(), p, "cannot read " + file.string() + ": " + std::strerror(errno));
+            std::string head(4096, '\0');
+            head.resize(std::fread(head.data(), 1, head.size(), f));
+            std::fclose(f);
+            if (head.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+                fail(x->mark(), p, file.string() + " does not look like a PEM certificate file (no BEGIN CERTIFICATE line)");
+            out.tls.caFile = file.string();
+        }
+        if (const Entry* x = ts.find("server_name")) {
+            out.tls.serverName = scalar(*x, ts.pathOf("server_name"), "expected a host name like pay.example.com");
+            if (!isHostName(out.tls.serverName))
+                fail(x->mark(), ts.pathOf("server_name"), quote(out.tls.serverName) + " is not a valid host name");
+        }
+    }
     return out;
 }
 
@@ -933,7 +1168,13 @@ std::vector<RouteConfig> Loader::readRoutes(const Section& top, const Config& co
     if (const Entry* d = top.find("route_defaults")) {
         const std::string hint = " belongs to each route, not to route_defaults";
         const Section s(*this, d->value, d->mark(), "route_defaults", kPolicyKeys,
-                        {{"path", "path" + hint}, {"upstream", "upstream" + hint}, {"methods", "methods" + hint}});
+                        {{"path", "path" + hint},
+                         {"upstream", "upstream" + hint},
+                         {"methods", "methods" + hint},
+                         {"enabled", "enabled" + hint},
+                         {"disabled", "disabled" + hint},
+                         {"versions", "versions" + hint},
+                         {"upstream_timeouts", "upstream_timeouts" + hint}});
         readPolicy(s, defaults, defaultOrigins);
     }
     // Unless set, a route stores at most what the store accepts.
@@ -964,43 +1205,262 @@ std::vector<RouteConfig> Loader::readRoutes(const Section& top, const Config& co
         const Entry* p = r.find("path");
         if (!p) fail(r.mark(), r.pathOf("path"), "missing: every route needs a path like /v1/payments");
         route.path = str(*p, r.pathOf("path"));
-        if (const auto err = pathPatternError(route.path))
-            fail(p->mark(), r.pathOf("path"), quote(route.path) + " " + *err);
+        if (const auto err = core::Router::patternError(route.path))
+            fail(p->mark(), r.pathOf("path"),
+                 "invalid path pattern " + quote(route.path) + ": " + *err +
+                     "; expected literal segments and {name} segments, e.g. /v1/payments/{id}:capture");
 
         const Entry* u = r.find("upstream");
         if (!u) fail(r.mark(), r.pathOf("upstream"), "missing: every route needs an upstream");
         route.upstream = str(*u, r.pathOf("upstream"));
-        const UpstreamConfig* upstream = config.findUpstream(route.upstream);
-        if (!upstream) {
-            std::string known;
-            for (const auto& up : config.upstreams) known += (known.empty() ? "" : ", ") + up.name;
-            fail(u->mark(), r.pathOf("upstream"), "no upstream named " + quote(route.upstream) + "; defined: " + known);
-        }
+        const UpstreamConfig* upstream = findUpstream(*u, r.pathOf("upstream"), route.upstream, config);
+        if (const Entry* v = r.find("enabled")) route.enabled = boolean(*v, r.pathOf("enabled"));
+        if (const Entry* v = r.find("disabled")) route.disabledAction = choice(*v, r.pathOf("disabled"), kDisabledActions);
 
         route.policy = defaults;
         PolicyOrigins origins = defaultOrigins;
         readPolicy(r, route.policy, origins);
         route.policy.routeId = route.id;
-        if (!origins.lease.set) route.policy.lease = upstream->timeout + std::chrono::seconds(5);
-        checkRoute(r, route, origins, *upstream, config);
+        if (const Entry* v = r.find("versions")) readVersions(*v, r.pathOf("versions"), route, config);
+        if (const Entry* v = r.find("upstream_timeouts")) {
+            const Section ts(*this, v->value, v->mark(), r.pathOf("upstream_timeouts"), kTimeoutKeys);
+            readTimeouts(ts, route.upstreamTimeouts);
+        }
+        // The lease covers the slowest upstream the route may forward to (its own or a version's): the
+        // upstream deadline (timeouts.total, or the route's upstream_timeouts.total) bounds the whole
+        // call, connect attempts and retries included.
+        Millis deadline = effectiveTimeouts(upstream->timeouts, route.upstreamTimeouts).total;
+        for (const auto& version : route.policy.versions.versions) {
+            const UpstreamConfig* vu = config.findUpstream(version.upstream);
+            const Millis d = effectiveTimeouts(vu->timeouts, route.upstreamTimeouts).total;
+            if (d > deadline) {
+                deadline = d;
+                upstream = vu;
+            }
+        }
+        if (!origins.lease.set) route.policy.lease = deadline + std::chrono::seconds(5);
+        checkRoute(r, route, origins, *upstream, deadline, config);
         out.push_back(std::move(route));
     }
     return out;
 }
 
+const UpstreamConfig* Loader::findUpstream(const Entry& e, const std::string& path, const std::string& name,
+                                           const Config& config) const {
+    if (const UpstreamConfig* u = config.findUpstream(name)) return u;
+    std::string known;
+    for (const auto& up : config.upstreams) known += (known.empty() ? "" : ", ") + up.name;
+    fail(e.mark(), path, "no upstream named " + quote(name) + "; defined: " + known);
+}
+
+std::string Loader::date(const Entry& e, const std::string& path) const {
+    constexpr std::string_view kForm =
+        "expected an HTTP-date like \"Wed, 01 Jan 2025 00:00:00 GMT\" (its day name matching the date) or a date "
+        "like 2025-01-01, or \"\" for none";
+    const std::string text = scalar(e, path, kForm);
+    if (text.empty() || core::parseHttpDate(text)) return text;
+    if (const auto day = core::parseIsoDate(text)) return core::formatHttpDate(*day);
+    fail(e.mark(), path, quote(text) + " is not a date; " + std::string(kForm));
+}
+
+void Loader::readVersions(const Entry& e, const std::string& path, RouteConfig& route, const Config& config) const {
+    const Section s(*this, e.value, e.mark(), path, kVersionsKeys);
+    core::VersionPolicy& vp = route.policy.versions;
+    vp.routePattern = route.path;
+    const auto params = patternParams(route.path);
+
+    if (const Entry* v = s.find("path_param")) {
+        const std::string p = s.pathOf("path_param");
+        vp.pathParam = scalar(*v, p, "expected a parameter name of the route's path, like version");
+        if (!isIdentifier(vp.pathParam))
+            fail(v->mark(), p,
+                 quote(vp.pathParam) + " is not a parameter name; expected letters, digits and '_' (not starting "
+                                       "with a digit), like version");
+    }
+    if (const Entry* v = s.find("header")) vp.header = header(*v, s.pathOf("header"));
+    if (const Entry* v = s.find("media_type")) {
+        const std::string p = s.pathOf("media_type");
+        vp.mediaTypeName = scalar(*v, p, "expected the NAME of application/vnd.NAME.v2+json, like payments");
+        const bool ok = std::all_of(vp.mediaTypeName.begin(), vp.mediaTypeName.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                   c == '-' || c == '_';
+        });
+        if (!ok)
+            fail(v->mark(), p,
+                 quote(vp.mediaTypeName) +
+                     " is not valid; expected the NAME of application/vnd.NAME.v2+json (letters, digits, '.', '-', "
+                     "'_'), like payments, or \"\" to turn the Accept source off");
+    }
+    if (const Entry* v = s.find("query_param")) {
+        const std::string p = s.pathOf("query_param");
+        vp.queryParam = scalar(*v, p, "expected a query parameter name like version");
+        const bool ok = !vp.queryParam.empty() && std::all_of(vp.queryParam.begin(), vp.queryParam.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                   c == '-' || c == '_' || c == '~';
+        });
+        if (!ok)
+            fail(v->mark(), p,
+                 quote(vp.queryParam) + " is not a valid query parameter name; expected letters, digits, '.', '-', "
+                                        "'_' or '~', like version");
+    }
+    if (const Entry* v = s.find("scope")) vp.sharedScope = choice(*v, s.pathOf("scope"), kVersionScopes);
+
+    const Entry* listEntry = s.find("list");
+    const std::string listPath = s.pathOf("list");
+    if (!listEntry)
+        fail(s.mark(), listPath, "missing: a versioned route lists its versions, e.g. list: {\"1\": {}, \"2\": {}}");
+    const Section versions(*this, listEntry->value, listEntry->mark(), listPath, {}, {}, true);
+    if (versions.entries().empty())
+        fail(listEntry->mark(), listPath, "list at least one version, e.g. list: {\"1\": {}, \"2\": {}}");
+    for (const auto& v : versions.entries()) vp.versions.push_back(readVersion(v, versions.pathOf(v.key), route, config));
+
+    if (const Entry* v = s.find("default")) {
+        const std::string p = s.pathOf("default");
+        vp.defaultVersion = scalar(*v, p, "expected a version listed under list, or \"\" to require one");
+        if (!vp.defaultVersion.empty() && vp.find(vp.defaultVersion) == nullptr) {
+            std::string known;
+            for (const auto& version : vp.versions) known += (known.empty() ? "" : ", ") + version.name;
+            fail(v->mark(), p,
+                 quote(vp.defaultVersion) + " is not a listed version; expected one of: " + known +
+                     ", or \"\" to require one");
+        }
+    }
+
+    // Where the path version comes from: a {path_param} segment of the route's own pattern.
+    const auto param = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == vp.pathParam; });
+    const bool pathUsable = param != params.end() && !param->second;
+    const std::string pathProblem =
+        param == params.end()
+            ? "the path source needs {" + vp.pathParam + "} in the route's path (e.g. /{" + vp.pathParam +
+                  "}/payments), but the path is " + route.path
+            : "the path source needs {" + vp.pathParam + "} to be one segment, not {" + vp.pathParam + "...}";
+    if (const Entry* v = s.find("sources")) {
+        const std::string p = s.pathOf("sources");
+        const auto items = list(*v, p, "expected a list of sources from: path, header, accept, query");
+        if (items.empty())
+            fail(v->mark(), p, "list at least one source (path, header, accept, query), or leave sources out for all");
+        vp.order.clear();
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            const std::string ip = indexPath(p, i);
+            const core::VersionSource source = choice(items[i], ip, kVersionSources);
+            if (std::find(vp.order.begin(), vp.order.end(), source) != vp.order.end())
+                fail(items[i].mark(), ip, std::string(core::versionSourceName(source)) + " is listed twice");
+            if (source == core::VersionSource::Path && !pathUsable) fail(items[i].mark(), ip, pathProblem);
+            if (source == core::VersionSource::Accept && vp.mediaTypeName.empty())
+                fail(items[i].mark(), ip,
+                     "the accept source needs media_type (the NAME of application/vnd.NAME.v2+json)");
+            vp.order.push_back(source);
+        }
+    } else {
+        // The default sources, less those this route cannot use.
+        if (const Entry* v = s.find("path_param"); v != nullptr && !pathUsable)
+            fail(v->mark(), s.pathOf("path_param"), pathProblem);
+        std::erase_if(vp.order, [&](core::VersionSource source) {
+            return (source == core::VersionSource::Path && !pathUsable) ||
+                   (source == core::VersionSource::Accept && vp.mediaTypeName.empty());
+        });
+    }
+}
+
+core::VersionSpec Loader::readVersion(const Entry& e, const std::string& path, const RouteConfig& route,
+                                      const Config& config) const {
+    if (!isName(e.key))
+        fail(e.keyNode.Mark(), path,
+             "version names may use letters, digits, '-' and '_' (at most 64 characters), like 2 or 2024-06-01");
+    const Section s(*this, e.value, e.mark(), path, kVersionKeys);
+    core::VersionSpec out;
+    out.name = e.key;
+    out.upstream = route.upstream;
+    if (const Entry* v = s.find("upstream")) {
+        out.upstream = str(*v, s.pathOf("upstream"));
+        findUpstream(*v, s.pathOf("upstream"), out.upstream, config);
+    }
+    if (const Entry* v = s.find("rewrite")) {
+        const std::string p = s.pathOf("rewrite");
+        out.rewrite = scalar(*v, p, "expected a path template like /legacy/payments/{id}, or \"\" for none");
+        if (!out.rewrite.empty()) {
+            const auto params = patternParams(route.path);
+            const std::string form = "expected a path template like /legacy/payments/{id}";
+            if (out.rewrite.front() != '/') fail(v->mark(), p, quote(out.rewrite) + " must start with '/'; " + form);
+            std::size_t i = 0;
+            while (i < out.rewrite.size()) {
+                const char c = out.rewrite[i];
+                const auto u = static_cast<unsigned char>(c);
+                if (c == '?' || c == '#')
+                    fail(v->mark(), p, "must not contain a query or fragment ('?' or '#'); the request's query is kept");
+                if (u < 0x21 || u > 0x7E) fail(v->mark(), p, "has a character outside printable ASCII");
+                if (c == '}') fail(v->mark(), p, "has a stray '}'; " + form);
+                if (c != '{') {
+                    ++i;
+                    continue;
+                }
+                const std::size_t close = out.rewrite.find('}', i);
+                if (close == std::string::npos) fail(v->mark(), p, "has an unclosed '{'; " + form);
+                std::string name = out.rewrite.substr(i + 1, close - i - 1);
+                if (name.ends_with("...")) name.resize(name.size() - 3);
+                if (std::none_of(params.begin(), params.end(), [&](const auto& q) { return q.first == name; })) {
+                    std::string known;
+                    for (const auto& q : params) known += (known.empty() ? "" : ", ") + ("{" + q.first + "}");
+                    fail(v->mark(), p,
+                         "{" + name + "} is not a parameter of the route's path " + route.path +
+                             (known.empty() ? " (it has none)" : "; its parameters: " + known));
+                }
+                i = close + 1;
+            }
+        }
+    }
+    if (const Entry* v = s.find("deprecated")) out.deprecated = boolean(*v, s.pathOf("deprecated"));
+    if (const Entry* v = s.find("deprecation_date")) {
+        out.deprecationDate = date(*v, s.pathOf("deprecation_date"));
+        if (!out.deprecationDate.empty() && !out.deprecated)
+            fail(v->mark(), s.pathOf("deprecation_date"), "a deprecation date needs deprecated: true");
+    }
+    if (const Entry* v = s.find("sunset")) {
+        out.sunset = date(*v, s.pathOf("sunset"));
+        const auto since = core::parseHttpDate(out.deprecationDate);
+        const auto end = core::parseHttpDate(out.sunset);
+        if (since && end && *end < *since)
+            fail(v->mark(), s.pathOf("sunset"),
+                 "the sunset " + out.sunset + " is before the deprecation date " + out.deprecationDate +
+                     " (RFC 9745 §3: a resource is deprecated before it goes away)");
+    }
+    if (const Entry* v = s.find("link")) {
+        const std::string p = s.pathOf("link");
+        out.link = scalar(*v, p, "expected the URL of the deprecation docs, like https://docs.example.com/v1");
+        if (!out.link.empty()) {
+            const std::string l = lower(out.link);
+            const std::size_t scheme = l.starts_with("https://") ? 8 : l.starts_with("http://") ? 7 : 0;
+            const bool printable = std::all_of(out.link.begin(), out.link.end(), [](char c) {
+                const auto u = static_cast<unsigned char>(c);
+                return u >= 0x21 && u <= 0x7E && c != '<' && c != '>' && c != '"';
+            });
+            if (scheme == 0 || out.link.size() == scheme || !printable)
+                fail(v->mark(), p,
+                     quote(out.link) + " is not a usable URL; expected an http:// or https:// URL without spaces, "
+                                       "'<', '>' or '\"', like https://docs.example.com/v1");
+            if (!out.deprecated) fail(v->mark(), p, "a deprecation link needs deprecated: true");
+        }
+    }
+    return out;
+}
+
 void Loader::checkRoute(const Section& r, const RouteConfig& route, const PolicyOrigins& origins,
-                        const UpstreamConfig& upstream, const Config& config) const {
+                        const UpstreamConfig& upstream, Millis deadline, const Config& config) const {
     const core::RoutePolicy& p = route.policy;
     // A value inherited from route_defaults is reported there, naming the route it fails for.
     auto forRoute = [&](const Origin& o) {
         return o.path.starts_with(r.path() + ".") ? std::string() : " (for route " + quote(route.id) + ")";
     };
-    if (p.lease < upstream.timeout) {
+    if (p.lease < deadline) {
+        const std::string source = route.upstreamTimeouts.total
+                                       ? "upstream_timeouts.total of route " + quote(route.id)
+                                       : "timeouts.total of upstream " + quote(upstream.name);
         fail(origins.lease.mark, origins.lease.path,
-             "lease " + formatDuration(p.lease) + " is shorter than the timeout " + formatDuration(upstream.timeout) +
-                 " of upstream " + quote(upstream.name) + forRoute(origins.lease) +
+             "lease " + formatDuration(p.lease) + " is shorter than the upstream deadline " + formatDuration(deadline) +
+                 " (" + source + ", which bounds the whole call: pool wait, connect attempts, retries with backoff "
+                 "and the response)" + forRoute(origins.lease) +
                  ": a retry could be forwarded while the first request still runs; make the lease at least the "
-                 "upstream timeout, or leave it out for the default (timeout + 5s)");
+                 "upstream deadline, or leave it out for the default (deadline + 5s)");
     }
     if (p.ttl < p.lease) {
         const std::string what =
@@ -1009,7 +1469,8 @@ void Loader::checkRoute(const Section& r, const RouteConfig& route, const Policy
         if (origins.ttl.set) fail(origins.ttl.mark, origins.ttl.path, what + forRoute(origins.ttl) + why);
         if (origins.lease.set) fail(origins.lease.mark, origins.lease.path, what + forRoute(origins.lease) + why);
         fail(r.mark(), r.pathOf("ttl"),
-             "the default " + what + " (upstream " + quote(upstream.name) + " timeout + 5s)" + why + "; set ttl");
+             "the default " + what + " (the upstream deadline of " + quote(upstream.name) + " + 5s)" + why +
+                 "; set ttl");
     }
     if (p.maxStoredResponse > config.store.limits.maxResponseBytes) {
         fail(origins.maxStoredResponse.mark, origins.maxStoredResponse.path,
@@ -1019,7 +1480,284 @@ void Loader::checkRoute(const Section& r, const RouteConfig& route, const Policy
     }
 }
 
-Config loadTree(std::string_view text, const std::string& sourceName, const std::filesystem::path& baseDir) {
+// ---------------------------------------------------------------------------------------------------
+// Overrides: --set and IDEMGATE_ environment variables, applied to the tree before the mapping.
+
+/// The shape of the config tree: which keys exist where. Override paths are checked against it, so a
+/// misspelt key fails at once, naming the override, instead of being added and reported later.
+struct KeySchema {
+    enum class Kind {
+        Section,  ///< fixed keys (server, a route, ...)
+        Named,    ///< names chosen in the file (routes, upstreams, versions.list), each an `entry`
+    };
+    Kind kind = Kind::Section;
+    std::vector<std::pair<std::string_view, const KeySchema*>> keys;  ///< Section: every key (null: a value)
+    const KeySchema* entry = nullptr;                                 ///< Named: the schema of each entry
+    std::string_view what;                                            ///< Named: "route", "upstream", ...
+    bool routeDefaults = false;                                       ///< route_defaults: hint route-only keys
+};
+
+KeySchema sectionSchema(const std::vector<std::string_view>& keys,
+                        const std::vector<std::pair<std::string_view, const KeySchema*>>& sub = {}) {
+    KeySchema out;
+    out.kind = KeySchema::Kind::Section;
+    for (const auto k : keys) {
+        const KeySchema* child = nullptr;
+        for (const auto& [name, schema] : sub)
+            if (name == k) child = schema;
+        out.keys.emplace_back(k, child);
+    }
+    return out;
+}
+
+KeySchema namedSchema(std::string_view what, const KeySchema* entry) {
+    KeySchema out;
+    out.kind = KeySchema::Kind::Named;
+    out.entry = entry;
+    out.what = what;
+    return out;
+}
+
+const KeySchema& rootSchema() {
+    static const KeySchema fingerprint = sectionSchema(kFingerprintKeys);
+    static const KeySchema version = sectionSchema(kVersionKeys);
+    static const KeySchema versionList = namedSchema("version", &version);
+    static const KeySchema versions = sectionSchema(kVersionsKeys, {{"list", &versionList}});
+    static const KeySchema routeTimeouts = sectionSchema(kTimeoutKeys);
+    static const KeySchema route = sectionSchema(
+        routeKeys(), {{"fingerprint", &fingerprint}, {"versions", &versions}, {"upstream_timeouts", &routeTimeouts}});
+    static const KeySchema routes = namedSchema("route", &route);
+    static const KeySchema defaults = [] {
+        KeySchema d = sectionSchema(kPolicyKeys, {{"fingerprint", &fingerprint}});
+        d.routeDefaults = true;
+        return d;
+    }();
+    static const KeySchema timeouts = sectionSchema(kTimeoutKeys);
+    static const KeySchema pool = sectionSchema(kPoolKeys);
+    static const KeySchema health = sectionSchema(kHealthKeys);
+    static const KeySchema passive = sectionSchema(kPassiveKeys);
+    static const KeySchema breaker = sectionSchema(kBreakerKeys);
+    static const KeySchema retry = sectionSchema(kRetryKeys);
+    static const KeySchema tls = sectionSchema(kTlsKeys);
+    static const KeySchema upstream = sectionSchema(kUpstreamKeys, {{"timeouts", &timeouts},
+                                                                    {"pool", &pool},
+                                                                    {"health", &health},
+                                                                    {"passive", &passive},
+                                                                    {"breaker", &breaker},
+                                                                    {"retry", &retry},
+                                                                    {"tls", &tls}});
+    static const KeySchema upstreams = namedSchema("upstream", &upstream);
+    static const KeySchema memory = sectionSchema(kMemoryKeys);
+    static const KeySchema redis = sectionSchema(kRedisKeys);
+    static const KeySchema cluster = sectionSchema(kRedisClusterKeys);
+    static const KeySchema postgres = sectionSchema(kPostgresKeys);
+    static const KeySchema store = sectionSchema(
+        kStoreKeys, {{"memory", &memory}, {"redis", &redis}, {"redis_cluster", &cluster}, {"postgres", &postgres}});
+    static const KeySchema server = sectionSchema(kServerKeys);
+    static const KeySchema log = sectionSchema(kLogKeys);
+    static const KeySchema root = sectionSchema(kRootKeys, {{"server", &server},
+                                                            {"log", &log},
+                                                            {"store", &store},
+                                                            {"upstreams", &upstreams},
+                                                            {"route_defaults", &defaults},
+                                                            {"routes", &routes}});
+    return root;
+}
+
+/// One override: where it comes from, the key path split into keys, and the value text.
+struct Override {
+    std::string source;  ///< "--set" or "environment IDEMGATE_..."; becomes ConfigError::file
+    std::vector<std::string> keys;
+    bool environment = false;  ///< keys matched case-insensitively, '_' also matching '-' in names
+    std::string value;
+};
+
+/// A path an applied override answers for in later errors: its own, and each mapping it created.
+struct Owned {
+    std::string source;
+    std::string path;
+};
+
+constexpr std::string_view kEnvPrefix = "IDEMGATE_";
+constexpr std::string_view kEnvSeparator = "__";
+
+[[noreturn]] void overrideFail(const Override& o, std::string keyPath, std::string problem) {
+    throw ConfigError(o.source, std::move(keyPath), std::move(problem));
+}
+
+/// An environment spelling of a route, upstream or version name: ASCII case-insensitive, and '_' for '-'
+/// (environment variable names cannot hold '-').
+bool environmentNameMatches(std::string_view given, std::string_view name) {
+    if (given.size() != name.size()) return false;
+    auto lowerChar = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    for (std::size_t i = 0; i < given.size(); ++i) {
+        const char g = lowerChar(given[i]);
+        const char n = lowerChar(name[i]);
+        if (g != n && !(g == '_' && n == '-')) return false;
+    }
+    return true;
+}
+
+/// Applies `o` to `root` (a mapping) and returns the resolved key path. Throws ConfigError naming the
+/// override when its path does not fit the schema or the file, or its value is not YAML.
+std::string applyOverride(const YAML::Node& root, const Override& o, std::vector<Owned>& owned) {
+    const KeySchema* schema = &rootSchema();
+    YAML::Node cur;
+    cur.reset(root);
+    std::string path;
+    const std::string_view separator = o.environment ? kEnvSeparator : ".";
+    auto join = [&](std::string_view key) { return path.empty() ? std::string(key) : path + "." + std::string(key); };
+    for (std::size_t i = 0; i < o.keys.size(); ++i) {
+        const std::string& given = o.keys[i];
+        const std::string shown = o.environment ? lower(given) : given;
+        if (given.empty())
+            overrideFail(o, path,
+                         "empty key in the key path; expected keys joined by \"" + std::string(separator) +
+                             "\", like routes" + std::string(separator) + "payments" + std::string(separator) + "ttl");
+        if (given.find('[') != std::string::npos)
+            overrideFail(o, join(shown),
+                         "list items cannot be set one by one; set the whole list, like release_on=[429, 503]");
+
+        std::string key;
+        const KeySchema* next = nullptr;
+        if (schema->kind == KeySchema::Kind::Section) {
+            bool found = false;
+            for (const auto& [name, child] : schema->keys) {
+                if (name == given || (o.environment && name == shown)) {
+                    key = name;
+                    next = child;
+                    found = true;
+                }
+            }
+            if (!found) {
+                if (shown == "password") overrideFail(o, join(shown), std::string(kPasswordHint));
+                if (schema->routeDefaults &&
+                    std::find(kRouteOnlyKeys.begin(), kRouteOnlyKeys.end(), shown) != kRouteOnlyKeys.end())
+                    overrideFail(o, join(shown), shown + " belongs to each route, not to route_defaults");
+                std::vector<std::string_view> allowed;
+                for (const auto& k : schema->keys) allowed.push_back(k.first);
+                overrideFail(o, join(shown), "unknown key; allowed keys here: " + joined(allowed));
+            }
+        } else {
+            std::vector<std::string> matches;
+            std::string defined;
+            if (cur.IsMap()) {
+                for (auto it = cur.begin(); it != cur.end(); ++it) {
+                    if (!it->first.IsScalar()) continue;
+                    const std::string& name = it->first.Scalar();
+                    defined += (defined.empty() ? "" : ", ") + name;
+                    if (name == given || (o.environment && environmentNameMatches(given, name))) matches.push_back(name);
+                }
+            }
+            const std::string what(schema->what);
+            if (matches.empty())
+                overrideFail(o, join(shown),
+                             "no " + what + " named " + quote(shown) + " in the file (" +
+                                 (defined.empty() ? "none defined" : "defined: " + defined) +
+                                 "); an override changes an entry, it does not add one");
+            if (matches.size() > 1)
+                overrideFail(o, join(shown),
+                             "matches more than one " + what + " (" + matches[0] + ", " + matches[1] +
+                                 "); use --set with the exact name");
+            key = matches.front();
+            next = schema->entry;
+        }
+
+        const std::string childPath = join(key);
+        if (i + 1 == o.keys.size()) {
+            YAML::Node value;
+            try {
+                value = YAML::Load(o.value);
+            } catch (const YAML::Exception& ex) {
+                overrideFail(o, childPath,
+                             "the value " + quote(o.value) + " is not valid YAML (" + ex.msg +
+                                 "); values are read as YAML, so quote text that YAML would read otherwise");
+            }
+            cur[key] = value;
+            owned.push_back({o.source, childPath});
+            return childPath;
+        }
+        if (next == nullptr) {
+            const std::string below = o.environment ? lower(o.keys[i + 1]) : o.keys[i + 1];
+            overrideFail(o, childPath + "." + below, childPath + " takes a value, not keys under it");
+        }
+        YAML::Node child = cur[key];
+        if (!child.IsDefined() || child.IsNull()) {
+            cur[key] = YAML::Node(YAML::NodeType::Map);
+            child.reset(cur[key]);
+            owned.push_back({o.source, childPath});
+        } else if (!child.IsMap()) {
+            overrideFail(o, childPath,
+                         childPath + " is not a mapping in the file (it is " + describeNodeKind(child) +
+                             "), so no key under it can be set");
+        }
+        cur.reset(child);
+        path = childPath;
+        schema = next;
+    }
+    overrideFail(o, "", "empty key path; expected keys joined by \"" + std::string(separator) + "\"");
+}
+
+std::vector<std::string> splitKeys(std::string_view path, std::string_view separator) {
+    std::vector<std::string> keys;
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t at = path.find(separator, start);
+        keys.emplace_back(path.substr(start, at == std::string_view::npos ? path.npos : at - start));
+        if (at == std::string_view::npos) return keys;
+        start = at + separator.size();
+    }
+}
+
+/// IDEMGATE_<A>__<B>... variables of the process, parents before children (fewer keys first), then by name,
+/// so the result does not depend on the order of the environment.
+std::vector<Override> environmentOverrides() {
+    std::vector<Override> out;
+    for (char** e = ::environ; e != nullptr && *e != nullptr; ++e) {
+        const std::string_view entry(*e);
+        const std::size_t eq = entry.find('=');
+        if (eq == std::string_view::npos || !entry.starts_with(kEnvPrefix)) continue;
+        const std::string_view name = entry.substr(0, eq);
+        const std::string_view path = name.substr(kEnvPrefix.size());
+        if (path.find(kEnvSeparator) == std::string_view::npos) continue;
+        Override o;
+        o.source = "environment " + std::string(name);
+        o.keys = splitKeys(path, kEnvSeparator);
+        o.environment = true;
+        o.value = std::string(entry.substr(eq + 1));
+        out.push_back(std::move(o));
+    }
+    std::sort(out.begin(), out.end(), [](const Override& a, const Override& b) {
+        return a.keys.size() != b.keys.size() ? a.keys.size() < b.keys.size() : a.source < b.source;
+    });
+    return out;
+}
+
+/// Applies the environment, then --set (highest) to `root`; returns what each override answers for.
+std::vector<Owned> applyOverrides(const YAML::Node& root, const ConfigOverrides& overrides) {
+    std::vector<Owned> owned;
+    if (overrides.environment) {
+        std::vector<std::pair<std::string, std::string>> resolved;  // (path, source)
+        for (const Override& o : environmentOverrides()) {
+            const std::string path = applyOverride(root, o, owned);
+            for (const auto& [prior, source] : resolved)
+                if (prior == path)
+                    overrideFail(o, path, "also set by " + source + "; set each key once in the environment");
+            resolved.emplace_back(path, o.source);
+        }
+    }
+    for (const auto& [path, value] : overrides.set) {
+        Override o;
+        o.source = "--set";
+        o.keys = splitKeys(path, ".");
+        o.value = value;
+        applyOverride(root, o, owned);
+    }
+    return owned;
+}
+
+Config loadTree(std::string_view text, const std::string& sourceName, const std::filesystem::path& baseDir,
+                const ConfigOverrides& overrides) {
     std::vector<YAML::Node> docs;
     try {
         docs = YAML::LoadAll(std::string(text));
@@ -1035,7 +1773,19 @@ Config loadTree(std::string_view text, const std::string& sourceName, const std:
     if (docs.empty()) throw ConfigError(sourceName, "", "the file is empty; it needs at least upstreams and routes");
     const Loader loader(sourceName, baseDir);
     if (docs.size() > 1) loader.fail(docs[1].Mark(), "", "only one YAML document is allowed per file");
-    return loader.load(docs[0]);
+    // A file whose top level is not a mapping fails in the mapping, naming the file; overrides need one.
+    const std::vector<Owned> owned = docs[0].IsMap() ? applyOverrides(docs[0], overrides) : std::vector<Owned>{};
+    try {
+        return loader.load(docs[0]);
+    } catch (const ConfigError& e) {
+        // A problem at or under a path an override set is that override's: name it, not a file position.
+        for (auto it = owned.rbegin(); it != owned.rend(); ++it) {
+            const std::string& p = it->path;
+            if (e.keyPath == p || e.keyPath.starts_with(p + ".") || e.keyPath.starts_with(p + "["))
+                throw ConfigError(it->source, e.keyPath, e.problem);
+        }
+        throw;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1082,9 +1832,108 @@ std::string flowList(const std::vector<std::string>& items) {
     return out + "]";
 }
 
+std::string formatRatio(double r) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3f", r * 100.0);
+    std::string out(buf);
+    while (out.back() == '0') out.pop_back();
+    if (out.back() == '.') out.pop_back();
+    return out + "%";
+}
+
+std::string endpointText(const UpstreamEndpoint& ep) {
+    return ep.scheme + "://" + hostPort(ep.host, ep.port) + ep.basePath;
+}
+
+void describeUpstream(std::ostringstream& o, const UpstreamConfig& u) {
+    const bool weighted = u.balance != core::BalancePolicy::RoundRobin;
+    if (u.endpoints.size() == 1 && u.endpoints[0].weight == 1) {
+        o << "    url: " << yamlString(endpointText(u.endpoints[0])) << "\n";
+    } else {
+        o << "    endpoints:\n";
+        for (const auto& ep : u.endpoints) {
+            if (weighted) o << "      - {url: " << yamlString(endpointText(ep), true) << ", weight: " << ep.weight << "}\n";
+            else o << "      - " << yamlString(endpointText(ep)) << "\n";
+        }
+    }
+    o << "    balance: " << nameOf(kBalance, u.balance) << "\n";
+    o << "    timeouts:\n";
+    o << "      connect: " << formatDuration(u.timeouts.connect) << "\n";
+    if (u.timeouts.send) o << "      send: " << formatDuration(*u.timeouts.send) << "\n";
+    else o << "      # send: bounded by total\n";
+    if (u.timeouts.firstByte) o << "      first_byte: " << formatDuration(*u.timeouts.firstByte) << "\n";
+    else o << "      # first_byte: bounded by total\n";
+    o << "      total: " << formatDuration(u.timeouts.total) << "\n";
+    o << "    pool:\n";
+    o << "      max_connections: " << u.pool.maxConnections << "\n";
+    o << "      max_idle: " << u.pool.maxIdle << "\n";
+    o << "      idle_timeout: " << formatDuration(u.pool.idleTimeout) << "\n";
+    o << "      acquire_timeout: " << formatDuration(u.pool.acquireTimeout) << "\n";
+    o << "    health:\n";
+    o << "      path: " << yamlString(u.health.path) << (u.health.path.empty() ? "  # no active checks" : "") << "\n";
+    o << "      interval: " << formatDuration(u.health.interval) << "\n";
+    o << "      timeout: " << formatDuration(u.health.timeout) << "\n";
+    o << "      healthy_threshold: " << u.health.healthyThreshold << "\n";
+    o << "      unhealthy_threshold: " << u.health.unhealthyThreshold << "\n";
+    o << "    passive:\n";
+    o << "      consecutive_failures: " << u.passive.consecutiveFailures << "\n";
+    o << "      ejection: " << formatDuration(u.passive.ejection) << "\n";
+    o << "    breaker:\n";
+    o << "      enabled: " << (u.breaker.enabled ? "true" : "false") << "\n";
+    o << "      failure_rate: " << formatRatio(u.breaker.failureRate) << "\n";
+    o << "      window: " << formatDuration(u.breaker.window) << "\n";
+    o << "      min_requests: " << u.breaker.minRequests << "\n";
+    o << "      open_for: " << formatDuration(u.breaker.openFor) << "\n";
+    o << "    retry:\n";
+    o << "      attempts: " << u.retry.attempts << "\n";
+    o << "      base_backoff: " << formatDuration(u.retry.baseBackoff) << "\n";
+    o << "      max_backoff: " << formatDuration(u.retry.maxBackoff) << "\n";
+    o << "      budget: " << formatRatio(u.retry.budget) << "\n";
+    o << "      budget_window: " << formatDuration(u.retry.budgetWindow) << "\n";
+    o << "      budget_min: " << u.retry.budgetMin << "\n";
+    o << "    dns_ttl: " << formatDuration(u.dnsTtl) << "\n";
+    const bool anyHttps = std::any_of(u.endpoints.begin(), u.endpoints.end(),
+                                      [](const UpstreamEndpoint& ep) { return ep.scheme == "https"; });
+    if (anyHttps) {
+        o << "    tls:\n";
+        o << "      verify: " << (u.tls.verify ? "true" : "false") << "\n";
+        if (u.tls.caFile.empty()) o << "      # ca_file: none, the system CA store\n";
+        else o << "      ca_file: " << yamlString(u.tls.caFile) << "\n";
+        if (u.tls.serverName.empty()) o << "      # server_name: each endpoint's host\n";
+        else o << "      server_name: " << yamlString(u.tls.serverName) << "\n";
+    }
+}
+
 void describePassword(std::ostringstream& o, const std::string& indent, const std::string& password) {
     if (password.empty()) o << indent << "# no password\n";
     else o << indent << "password: \"********\"  # from password_env or password_file\n";
+}
+
+void describeVersions(std::ostringstream& o, const core::VersionPolicy& v) {
+    if (v.versions.empty()) {
+        o << "    # versions: none (unversioned)\n";
+        return;
+    }
+    std::vector<std::string> sources;
+    for (const auto s : v.order) sources.emplace_back(core::versionSourceName(s));
+    o << "    versions:\n";
+    o << "      sources: " << flowList(sources) << "\n";
+    o << "      path_param: " << yamlString(v.pathParam) << "\n";
+    o << "      header: " << yamlString(v.header) << "\n";
+    o << "      media_type: " << yamlString(v.mediaTypeName) << "\n";
+    o << "      query_param: " << yamlString(v.queryParam) << "\n";
+    o << "      default: " << yamlString(v.defaultVersion) << "\n";
+    o << "      scope: " << nameOf(kVersionScopes, v.sharedScope) << "\n";
+    o << "      list:\n";
+    for (const auto& spec : v.versions) {
+        o << "        " << yamlString(spec.name) << ":\n";
+        o << "          upstream: " << spec.upstream << "\n";
+        o << "          rewrite: " << yamlString(spec.rewrite) << "\n";
+        o << "          deprecated: " << (spec.deprecated ? "true" : "false") << "\n";
+        o << "          deprecation_date: " << yamlString(spec.deprecationDate) << "\n";
+        o << "          sunset: " << yamlString(spec.sunset) << "\n";
+        o << "          link: " << yamlString(spec.link) << "\n";
+    }
 }
 
 }  // namespace
@@ -1106,7 +1955,15 @@ ConfigError::ConfigError(std::string inFile, std::string atPath, std::string wha
       line(atLine),
       column(atColumn) {}
 
-Config loadConfigFile(const std::string& path) {
+std::pair<std::string, std::string> parseSetArgument(std::string_view argument) {
+    const std::size_t eq = argument.find('=');
+    if (eq == std::string_view::npos || eq == 0)
+        throw ConfigError("--set", "",
+                          "expected key.path=value, like routes.payments.ttl=48h; got " + quote(argument));
+    return {std::string(argument.substr(0, eq)), std::string(argument.substr(eq + 1))};
+}
+
+Config loadConfigFile(const std::string& path, const ConfigOverrides& overrides) {
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) throw ConfigError(path, "", std::string("cannot read the config file: ") + std::strerror(errno));
     std::string text;
@@ -1117,11 +1974,11 @@ Config loadConfigFile(const std::string& path) {
     const int err = errno;
     std::fclose(f);
     if (bad) throw ConfigError(path, "", std::string("cannot read the config file: ") + std::strerror(err));
-    return loadTree(text, path, std::filesystem::path(path).parent_path());
+    return loadTree(text, path, std::filesystem::path(path).parent_path(), overrides);
 }
 
-Config loadConfigString(std::string_view text, const std::string& sourceName) {
-    return loadTree(text, sourceName, {});
+Config loadConfigString(std::string_view text, const std::string& sourceName, const ConfigOverrides& overrides) {
+    return loadTree(text, sourceName, {}, overrides);
 }
 
 std::string describeConfig(const Config& c) {
@@ -1195,10 +2052,7 @@ std::string describeConfig(const Config& c) {
     o << "upstreams:\n";
     for (const auto& u : c.upstreams) {
         o << "  " << u.name << ":\n";
-        o << "    url: " << yamlString(u.scheme + "://" + hostPort(u.host, u.port) + u.basePath) << "\n";
-        o << "    connect_timeout: " << formatDuration(u.connectTimeout) << "\n";
-        o << "    timeout: " << formatDuration(u.timeout) << "\n";
-        o << "    pool_size: " << u.poolSize << "\n";
+        describeUpstream(o, u);
     }
 
     o << "routes:\n";
@@ -1209,6 +2063,16 @@ std::string describeConfig(const Config& c) {
         else o << "    methods: " << flowList(r.matchMethods) << "\n";
         o << "    path: " << yamlString(r.path) << "\n";
         o << "    upstream: " << r.upstream << "\n";
+        if (!r.upstreamTimeouts.empty()) {
+            o << "    upstream_timeouts:\n";
+            const auto& t = r.upstreamTimeouts;
+            if (t.connect) o << "      connect: " << formatDuration(*t.connect) << "\n";
+            if (t.send) o << "      send: " << formatDuration(*t.send) << "\n";
+            if (t.firstByte) o << "      first_byte: " << formatDuration(*t.firstByte) << "\n";
+            if (t.total) o << "      total: " << formatDuration(*t.total) << "\n";
+        }
+        o << "    enabled: " << (r.enabled ? "true" : "false") << "\n";
+        o << "    disabled: " << nameOf(kDisabledActions, r.disabledAction) << "\n";
         o << "    idempotency: " << nameOf(kModes, p.mode) << "\n";
         o << "    idempotent_methods: " << flowList(p.methods) << "\n";
         o << "    key_header: " << yamlString(p.keyHeader) << "\n";
@@ -1234,6 +2098,7 @@ std::string describeConfig(const Config& c) {
         o << "    forward_key: " << nameOf(kForwardKey, p.forwardKey) << "\n";
         o << "    forward_key_header: " << yamlString(p.forwardKeyHeader) << "\n";
         o << "    allow_set_cookie: " << (p.allowSetCookie ? "true" : "false") << "\n";
+        describeVersions(o, p.versions);
     }
     return o.str();
 }

@@ -65,7 +65,8 @@ UpstreamDecision completeWith(const HttpResponse& upstream, Settlement settlemen
 
 }  // namespace
 
-ArrivalDecision onArrival(const HttpRequest& request, const RoutePolicy& policy, std::string_view version) {
+ArrivalDecision onArrival(const HttpRequest& request, const RoutePolicy& policy, std::string_view version,
+                          std::string_view scopePath) {
     if (policy.mode == IdempotencyMode::Off || !policy.takesPart(request.method)) return PassThrough{};
 
     KeyParse key = parseKey(request.headers, policy.keyHeader, policy.keyFormat);
@@ -101,13 +102,16 @@ ArrivalDecision onArrival(const HttpRequest& request, const RoutePolicy& policy,
     auto fp = fingerprint(request, policy, version);
     if (!fp) return Reject{makeProblem(400, ProblemType::InvalidBody, std::move(fp.error()))};
 
-    const std::string path = normalizePath(request.path);
+    // B14: the shared scope of a versioned route leaves the version out (the fingerprint keeps it).
+    const std::string path = normalizePath(scopePath);
+    const std::string_view scopeVersion = policy.versions.sharedScope ? std::string_view{} : version;
     BeginRecord begin;
-    begin.id = recordId(tenant, policy.routeId, version, request.method, path, key.key);
+    begin.id = recordId(tenant, policy.routeId, scopeVersion, request.method, path, key.key);
     begin.fingerprint = std::move(*fp);
     switch (policy.forwardKey) {
         case ForwardKey::Derived:
-            begin.forwardedKey = derivedForwardKey(tenant, policy.routeId, version, request.method, path, key.key);
+            begin.forwardedKey =
+                derivedForwardKey(tenant, policy.routeId, scopeVersion, request.method, path, key.key);
             break;
         case ForwardKey::Client: begin.forwardedKey = key.key; break;
         case ForwardKey::None: break;

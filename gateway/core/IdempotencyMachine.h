@@ -37,7 +37,7 @@ struct Reject {
 
 /// Begin a record for this request.
 struct BeginRecord {
-    RecordId id;             ///< hex SHA-256 of the scope (tenant hash, route, version, method, path, key)
+    RecordId id;             ///< hex SHA-256 of the scope (tenant hash, route, version, method, scope path, key)
     Fingerprint fingerprint;  ///< hex SHA-256 of method, path, sorted query, listed headers, body
     std::string key;          ///< the client's key, unquoted (echoed back, never logged in full)
     std::string forwardedKey;  ///< the value forwarded upstream (policy.forwardKey), empty for None
@@ -45,9 +45,14 @@ struct BeginRecord {
 
 using ArrivalDecision = std::variant<PassThrough, Reject, BeginRecord>;
 
-/// `version` is the resolved API version ("" when the route has none); it joins scope and fingerprint.
+/// `version` is the resolved API version name ("" when the route has none) and `scopePath` the path of the
+/// record scope (ResolvedVersion::scopePath; request.path for an unversioned route). The fingerprint
+/// covers the version and the real request path. The record id and the derived forward key cover
+/// `scopePath`, and the version only when policy.versions.sharedScope is off: with the shared scope (the
+/// default) the same key on two versions of a route finds one record and differs by fingerprint (422).
 /// The caller has already enforced the body limit (413) while reading the body.
-ArrivalDecision onArrival(const HttpRequest& request, const RoutePolicy& policy, std::string_view version);
+ArrivalDecision onArrival(const HttpRequest& request, const RoutePolicy& policy, std::string_view version,
+                          std::string_view scopePath);
 
 // ---- after begin ----------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 // The idempotency policy of one route: every rule of ../shared/SEMANTICS.md that the config may change,
 // with its default. Built once by the config loader, immutable afterwards, shared by requests.
 
+#include "gateway/core/Versions.h"
+
 #include <chrono>
 #include <cstddef>
 #include <string>
@@ -47,6 +49,7 @@ struct RoutePolicy {
     std::string forwardKeyHeader = "Idempotency-Key";   ///< header the key is forwarded under
     ForwardKey forwardKey = ForwardKey::Derived;
     bool allowSetCookie = false;                        ///< keep Set-Cookie in records. Default: off
+    VersionPolicy versions;                             ///< API versions (Versions.h). Default: unversioned
 
     bool takesPart(std::string_view method) const {
         for (const auto& m : methods)

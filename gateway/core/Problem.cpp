@@ -89,4 +89,10 @@ HttpResponse makeProblem(int status, ProblemType type, std::string detail, const
     return r;
 }
 
+HttpResponse routeDisabledProblem(std::string_view method, std::string_view path) {
+    return makeProblem(503, ProblemType::RouteDisabled,
+                       "the route for " + std::string(method) + " " + std::string(path) +
+                           " is switched off by the gateway's configuration; nothing was forwarded");
+}
+
 }  // namespace idem::core

@@ -62,4 +62,9 @@ struct ProblemExtras {
 /// (the standard phrase).
 HttpResponse makeProblem(int status, ProblemType type, std::string detail, const ProblemExtras& extras = {});
 
+/// The 503 answer of a route switched off with `enabled: false` and `disabled: reject`: problem type
+/// route-disabled naming the method and path (not the route's config id). No Retry-After: the route
+/// returns only when an operator enables it again.
+HttpResponse routeDisabledProblem(std::string_view method, std::string_view path);
+
 }  // namespace idem::core

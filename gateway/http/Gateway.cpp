@@ -1,10 +1,11 @@
 #include "gateway/http/Gateway.h"
 
+#include "gateway/config/ConfigLoader.h"
 #include "gateway/core/Problem.h"
 #include "gateway/core/Router.h"
 #include "gateway/http/Log.h"
 #include "gateway/http/Pipeline.h"
-#include "gateway/http/UpstreamClient.h"
+#include "gateway/http/Upstream.h"
 
 #include <Poco/DateTimeFormat.h>
 #include <Poco/DateTimeFormatter.h>
@@ -27,19 +28,23 @@ namespace idem::http {
 struct Runtime {
     config::Config config;
     core::Router router;
-    std::vector<std::shared_ptr<UpstreamClient>> upstreamOfRoute;  ///< by route index
+    std::vector<std::shared_ptr<Upstream>> upstreams;               ///< by config.upstreams index
+    std::vector<std::shared_ptr<RouteForwarder>> upstreamOfRoute;  ///< by route index: upstream + route timeouts
     Pipeline pipeline;
 
     Runtime(config::Config c, storage::Store& store, Metrics& metrics)
         : config(std::move(c)), router(makeSpecs(config)), pipeline(store, metrics) {
-        std::vector<std::shared_ptr<UpstreamClient>> clients;
-        for (const auto& u : config.upstreams) clients.push_back(std::make_shared<UpstreamClient>(u));
-        for (const auto& route : config.routes) {
-            std::shared_ptr<UpstreamClient> client;
-            for (std::size_t i = 0; i < config.upstreams.size(); ++i)
-                if (config.upstreams[i].name == route.upstream) client = clients[i];
-            upstreamOfRoute.push_back(std::move(client));
-        }
+        for (const auto& u : config.upstreams) upstreams.push_back(std::make_shared<Upstream>(u));
+        for (const auto& route : config.routes) upstreamOfRoute.push_back(forwarder(route, route.upstream));
+    }
+
+    /// The forwarder for `route` to the upstream named `upstreamName` (the route's, or a version's).
+    std::shared_ptr<RouteForwarder> forwarder(const config::RouteConfig& route, const std::string& upstreamName) const {
+        for (const auto& u : upstreams)
+            if (u->config().name == upstreamName)
+                return std::make_shared<RouteForwarder>(
+                    u, config::effectiveTimeouts(u->config().timeouts, route.upstreamTimeouts));
+        return nullptr;
     }
 
     static std::vector<core::RouteSpec> makeSpecs(const config::Config& c) {
@@ -93,6 +98,9 @@ bool readBody(HTTPServerRequest& request, HTTPServerResponse& response, std::siz
         }
         body.reserve(static_cast<std::size_t>(length));
     }
+    // HTTP/1.1: a request with neither Content-Length nor chunked framing has no body (RFC 9112
+    // §6.3). Poco would read it until the connection closes, so never touch the stream then.
+    if (!request.hasContentLength() && !request.getChunkedTransferEncoding()) return true;
     if (request.getExpectContinue()) response.sendContinue();
     std::istream& in = request.stream();
     char buffer[16384];
@@ -129,7 +137,7 @@ public:
         } else if (uri == "/__idemgate/metrics") {
             out.status = 200;
             out.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
-            out.body = metrics_.render();
+            out.body = metrics_.render(store_.stats());
         } else {
             out = core::makeProblem(404, core::ProblemType::RouteNotFound, "no such gateway endpoint");
         }
@@ -144,8 +152,11 @@ private:
     Metrics& metrics_;
 };
 
+using RuntimeSlot = std::atomic<std::shared_ptr<Runtime>>;
+
 class RouteHandler final : public Poco::Net::HTTPRequestHandler {
 public:
+    /// `runtime` is the configuration snapshot this request runs under from start to end.
     RouteHandler(std::shared_ptr<Runtime> runtime, std::shared_ptr<std::atomic<int>> inFlight)
         : runtime_(std::move(runtime)), inFlight_(std::move(inFlight)) {}
 
@@ -182,7 +193,7 @@ public:
                     response.setKeepAlive(false);  // the rest of the body is not read
                 } else {
                     for (const auto& [name, value] : request) in.headers.emplace_back(name, value);
-                    result = runtime_->pipeline.handle(in, route.policy, "", *runtime_->upstreamOfRoute[match->index]);
+                    result = runtime_->pipeline.handle(in, route.policy, "", in.path, *runtime_->upstreamOfRoute[match->index]);
                 }
             }
         } catch (const std::exception& e) {
@@ -221,31 +232,70 @@ private:
 
 class HandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
 public:
-    HandlerFactory(std::shared_ptr<Runtime> runtime, std::shared_ptr<std::atomic<int>> inFlight, storage::Store& store,
+    HandlerFactory(std::shared_ptr<RuntimeSlot> runtime, std::shared_ptr<std::atomic<int>> inFlight, storage::Store& store,
                    Metrics& metrics)
         : runtime_(std::move(runtime)), inFlight_(std::move(inFlight)), store_(store), metrics_(metrics) {}
 
     Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest& request) override {
         if (request.getURI().starts_with(kAdminPrefix)) return new AdminHandler(store_, metrics_);
-        return new RouteHandler(runtime_, inFlight_);
+        return new RouteHandler(runtime_->load(std::memory_order_acquire), inFlight_);
     }
 
 private:
-    std::shared_ptr<Runtime> runtime_;
+    std::shared_ptr<RuntimeSlot> runtime_;
     std::shared_ptr<std::atomic<int>> inFlight_;
     storage::Store& store_;
     Metrics& metrics_;
 };
 
+/// Store settings as text, to tell whether a reload changes them (passwords compared separately,
+/// since the description masks them).
+std::string describeStore(const storage::StoreConfig& store) {
+    config::Config probe;
+    probe.store = store;
+    return config::describeConfig(probe) + store.redis.password + "\n" + store.postgres.password;
+}
+
 Poco::Timespan span(std::chrono::milliseconds ms) { return Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(ms.count()) * 1000); }
 
 }  // namespace
+
+LogLevel toLogLevel(config::LogConfig::Level level) {
+    switch (level) {
+        case config::LogConfig::Level::Error: return LogLevel::Error;
+        case config::LogConfig::Level::Warning: return LogLevel::Warning;
+        case config::LogConfig::Level::Information: return LogLevel::Information;
+        case config::LogConfig::Level::Debug: return LogLevel::Debug;
+    }
+    return LogLevel::Information;
+}
 
 Gateway::Gateway(config::Config config, std::unique_ptr<storage::Store> store)
     : store_(std::move(store)),
       metrics_(std::make_unique<Metrics>()),
       inFlight_(std::make_shared<std::atomic<int>>(0)) {
-    runtime_ = std::make_shared<Runtime>(std::move(config), *store_, *metrics_);
+    runtime_ = std::make_shared<RuntimeSlot>(std::make_shared<Runtime>(std::move(config), *store_, *metrics_));
+}
+
+std::vector<std::string> Gateway::reload(config::Config config) {
+    const auto current = runtime_->load(std::memory_order_acquire);
+    std::vector<std::string> notApplied;
+    const auto& oldServer = current->config.server;
+    auto& newServer = config.server;
+    if (newServer.host != oldServer.host || newServer.port != oldServer.port) notApplied.push_back("server.listen");
+    if (newServer.maxThreads != oldServer.maxThreads || newServer.maxQueued != oldServer.maxQueued ||
+        newServer.keepAliveTimeout != oldServer.keepAliveTimeout ||
+        newServer.maxKeepAliveRequests != oldServer.maxKeepAliveRequests ||
+        newServer.receiveTimeout != oldServer.receiveTimeout || newServer.sendTimeout != oldServer.sendTimeout)
+        notApplied.push_back("server (threads, queue, timeouts)");
+    newServer = oldServer;
+    if (config.store.type != current->config.store.type || describeStore(config.store) != describeStore(current->config.store))
+        notApplied.push_back("store");
+    config.store = current->config.store;
+    auto next = std::make_shared<Runtime>(std::move(config), *store_, *metrics_);
+    setLogLevel(toLogLevel(next->config.log.level));
+    runtime_->store(std::move(next), std::memory_order_release);
+    return notApplied;
 }
 
 Gateway::~Gateway() {
@@ -253,7 +303,7 @@ Gateway::~Gateway() {
 }
 
 void Gateway::start() {
-    const auto& s = runtime_->config.server;
+    const auto& s = runtime_->load()->config.server;
     auto* params = new Poco::Net::HTTPServerParams;
     params->setMaxThreads(s.maxThreads);
     params->setMaxQueued(s.maxQueued);

@@ -8,7 +8,11 @@
 //
 // Lifecycle: construct, start(), later stop(); stop() stops accepting, lets requests in flight
 // finish (their upstream calls and store writes complete) for up to `drain`, then closes.
-// Thread-safety: start/stop from one thread; requests are served on Poco's pool threads.
+// reload() swaps in a new configuration atomically: each request runs to its end under the
+// configuration it started with; connections are not dropped. The listen address, the server's
+// thread settings and the store cannot change without a restart: reload() keeps the running ones and
+// says so in its result.
+// Thread-safety: start/stop/reload from one control thread; requests are served on Poco's threads.
 
 #include "gateway/config/Config.h"
 #include "gateway/http/Metrics.h"
@@ -17,6 +21,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace Poco {
 class ThreadPool;
@@ -28,6 +34,9 @@ class HTTPServer;
 namespace idem::http {
 
 struct Runtime;
+enum class LogLevel;
+
+LogLevel toLogLevel(config::LogConfig::Level level);
 
 class Gateway {
 public:
@@ -37,13 +46,19 @@ public:
     void start();
     void stop(std::chrono::milliseconds drain);
 
+    /// Applies a new, already validated configuration. Returns the settings that were NOT applied
+    /// because they need a restart (empty when everything applied). Throws (and changes nothing)
+    /// when the new configuration cannot be wired (for example an upstream address that does not
+    /// resolve).
+    std::vector<std::string> reload(config::Config config);
+
     std::uint16_t port() const;
     Metrics& metrics() { return *metrics_; }
 
 private:
     std::unique_ptr<storage::Store> store_;
     std::unique_ptr<Metrics> metrics_;
-    std::shared_ptr<Runtime> runtime_;
+    std::shared_ptr<std::atomic<std::shared_ptr<Runtime>>> runtime_;
     std::shared_ptr<std::atomic<int>> inFlight_;
     std::unique_ptr<Poco::ThreadPool> pool_;
     std::unique_ptr<Poco::Net::HTTPServer> server_;

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "storage/Store.h"
+
 namespace idem::http {
 
 struct Metrics {
@@ -26,7 +28,8 @@ struct Metrics {
 
     static void inc(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
 
-    std::string render() const;
+    /// Prometheus text; `store` adds the store's background-work counters.
+    std::string render(const storage::Store::Stats& store) const;
 };
 
 }  // namespace idem::http

@@ -100,9 +100,9 @@ void prepareUpstreamHeaders(HttpRequest& request, const RoutePolicy& policy, con
 Pipeline::Pipeline(storage::Store& store, Metrics& metrics) : store_(store), metrics_(metrics) {}
 
 PipelineResult Pipeline::handle(HttpRequest& request, const RoutePolicy& policy, std::string_view version,
-                                Forwarder& forwarder) const {
+                                std::string_view scopePath, Forwarder& forwarder) const {
     Metrics::inc(metrics_.requests);
-    auto arrival = core::onArrival(request, policy, version);
+    auto arrival = core::onArrival(request, policy, version, scopePath);
     if (auto* reject = std::get_if<core::Reject>(&arrival)) {
         Metrics::inc(metrics_.rejected);
         return {std::move(reject->response), Outcome::Rejected, {}};

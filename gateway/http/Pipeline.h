@@ -46,9 +46,10 @@ public:
     Pipeline(storage::Store& store, Metrics& metrics);
 
     /// Runs one request through the idempotency rules of `policy`. `forwarder` sends it upstream if
-    /// the rules say so. `version` is the resolved API version ("" if none).
+    /// the rules say so. `version` is the resolved API version ("" if none) and `scopePath` the path of
+    /// the record scope (core::ResolvedVersion::scopePath; the request path for an unversioned route).
     PipelineResult handle(core::HttpRequest& request, const core::RoutePolicy& policy, std::string_view version,
-                          Forwarder& forwarder) const;
+                          std::string_view scopePath, Forwarder& forwarder) const;
 
 private:
     PipelineResult runBegun(core::HttpRequest& request, const core::BeginRecord& begun, const core::RoutePolicy& policy,

@@ -5,6 +5,7 @@
 #include <Poco/JSON/Parser.h>
 
 #include <arpa/inet.h>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -221,6 +222,14 @@ bool Connection::fill() {
 }
 
 Response Connection::receive() {
+    for (;;) {
+        Response r = receiveOne();
+        // Interim answers (100 Continue, 103 Early Hints) precede the real one.
+        if (r.status >= 200 || r.status == 101) return r;
+    }
+}
+
+Response Connection::receiveOne() {
     Response r;
     std::size_t headEnd;
     for (;;) {
@@ -280,9 +289,35 @@ Response Connection::receive() {
     return r;
 }
 
+void Connection::shutdownWrite() {
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
+}
+
+std::string Connection::pending(Millis wait) {
+    const auto until = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+        const auto left = std::chrono::duration_cast<Millis>(until - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+        char buf[4096];
+        const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        buffer_.append(buf, static_cast<std::size_t>(n));
+    }
+    return buffer_;
+}
+
 Response http(std::uint16_t port, const Request& request, Millis timeout) {
     Connection c(port, timeout);
     return c.roundTrip(request);
+}
+
+MockUpstream::MockUpstream(const std::string& logDir, std::uint16_t port) : port_(port) {
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{binaryDir() + "/idemgate-mock-upstream", "--port", std::to_string(port), "--quiet"},
+        logDir + "/mock-upstream-" + std::to_string(port) + ".log");
+    if (!waitForPort(port_, Millis(10000))) throw std::runtime_error("mock upstream did not start on port " + std::to_string(port));
 }
 
 MockUpstream::MockUpstream(const std::string& logDir) {
@@ -354,6 +389,31 @@ std::vector<Headers> MockUpstream::requestHeaders(const std::string& key) {
     return out;
 }
 
+std::vector<UpstreamRequest> MockUpstream::requests() {
+    auto r = http(port_, Request{"GET", "/__requests", {}, "", false});
+    Poco::JSON::Parser parser;
+    auto arr = parser.parse(r.body).extract<Poco::JSON::Array::Ptr>();
+    std::vector<UpstreamRequest> out;
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+        auto req = arr->getObject(static_cast<unsigned>(i));
+        UpstreamRequest u;
+        u.method = req->optValue<std::string>("method", "");
+        u.path = req->optValue<std::string>("path", "");
+        u.query = req->optValue<std::string>("query", "");
+        u.key = req->optValue<std::string>("key", "");
+        u.hasKey = req->optValue<bool>("has_key", false);
+        u.bodyLength = req->optValue<std::size_t>("body_length", 0);
+        u.body = req->optValue<std::string>("body", "");
+        auto hs = req->getArray("headers");
+        for (std::size_t j = 0; hs && j < hs->size(); ++j) {
+            auto pair = hs->getArray(static_cast<unsigned>(j));
+            u.headers.emplace_back(pair->getElement<std::string>(0), pair->getElement<std::string>(1));
+        }
+        out.push_back(std::move(u));
+    }
+    return out;
+}
+
 void MockUpstream::script(const std::string& json) {
     auto r = http(port_, Request{"POST", "/__script", {{"Content-Type", "application/json"}}, json});
     if (r.status / 100 != 2) throw std::runtime_error("mock rejected the script: " + r.body);
@@ -361,31 +421,127 @@ void MockUpstream::script(const std::string& json) {
 
 void MockUpstream::reset() { http(port_, Request{"POST", "/__reset", {}, ""}); }
 
-Gateway::Gateway(const TempDir& dir, const std::string& name, const std::string& yaml, std::uint16_t port) : port_(port) {
+Gateway::Gateway(const TempDir& dir, const std::string& name, const std::string& yaml, std::uint16_t port)
+    : configPath_(dir.file(name + ".yaml")), logPath_(dir.file(name + ".log")), port_(port) {
     dir.write(name + ".yaml", yaml);
-    process_ = std::make_unique<Process>(
-        std::vector<std::string>{binaryDir() + "/idemgate", "--config", dir.file(name + ".yaml")}, dir.file(name + ".log"));
-    if (!waitForPort(port_, Millis(10000)))
-        throw std::runtime_error("idemgate '" + name + "' did not start listening: " + process_->log());
+    start();
+}
+
+void Gateway::start() {
+    process_ = std::make_unique<Process>(std::vector<std::string>{binaryDir() + "/idemgate", "--config", configPath_}, logPath_);
+    const auto until = std::chrono::steady_clock::now() + Millis(10000);
+    while (std::chrono::steady_clock::now() < until) {
+        if (waitForPort(port_, Millis(50))) return;
+        if (!process_->running()) break;
+    }
+    throw std::runtime_error("idemgate (" + configPath_ + ") did not start listening: " + process_->log());
+}
+
+void Gateway::restart() {
+    const int status = process_->stop(Millis(15000));
+    if (status != 0) throw std::runtime_error("idemgate did not exit cleanly on SIGTERM: status " + std::to_string(status));
+    process_.reset();
+    start();
+}
+
+RunResult run(std::vector<std::string> argv, const TempDir& dir, Millis timeout) {
+    static std::atomic<int> counter{0};
+    const std::string logPath = dir.file("run-" + std::to_string(++counter) + ".out");
+    Process p(std::move(argv), logPath);
+    RunResult r;
+    auto status = p.wait(timeout);
+    if (!status) status = p.stop(Millis(1000));
+    r.status = *status;
+    r.output = p.log();
+    return r;
+}
+
+namespace {
+Poco::JSON::Object::Ptr parseObject(const std::string& body) {
+    try {
+        Poco::JSON::Parser parser;
+        return parser.parse(body).extract<Poco::JSON::Object::Ptr>();
+    } catch (...) {
+        return nullptr;
+    }
+}
+}  // namespace
+
+std::string jsonString(const std::string& body, const std::string& member) {
+    auto obj = parseObject(body);
+    if (!obj || !obj->has(member)) return "";
+    auto v = obj->get(member);
+    return v.isString() ? v.extract<std::string>() : "";
+}
+
+std::string problemType(const Response& response) { return jsonString(response.body, "type"); }
+
+int retryAfter(const Response& response) {
+    auto v = response.header("Retry-After");
+    if (!v || v->empty() || v->size() > 9) return -1;
+    for (char c : *v)
+        if (c < '0' || c > '9') return -1;
+    return std::stoi(*v);
 }
 
 std::string caseConfig(std::uint16_t gatewayPort, std::uint16_t upstreamPort, const std::string& storeYaml,
                        const std::string& routeExtra, const std::string& upstreamExtra) {
+    CaseOptions o;
+    o.gatewayPort = gatewayPort;
+    o.upstreamPort = upstreamPort;
+    o.storeYaml = storeYaml;
+    o.paymentsExtra = routeExtra;
+    o.upstreamExtra = upstreamExtra;
+    return caseConfig(o);
+}
+
+std::string caseConfig(const CaseOptions& o) {
+    const auto extra = [&](const std::string& id) {
+        auto it = o.routeExtra.find(id);
+        return it == o.routeExtra.end() ? std::string() : it->second;
+    };
     std::string y;
-    y += "server:\n  listen: 127.0.0.1:" + std::to_string(gatewayPort) + "\n";
+    y += "server:\n  listen: 127.0.0.1:" + std::to_string(o.gatewayPort) + "\n";
     y += "log:\n  level: warning\n";
-    y += storeYaml.empty() ? "store:\n  type: memory\n" : storeYaml;
-    y += "upstreams:\n  up:\n    url: http://127.0.0.1:" + std::to_string(upstreamPort) + "\n    timeout: 10s\n" + upstreamExtra;
-    // forward_key: client so that the mock's per-key execution counts are keyed by the client's key;
-    // the default (derived) is tested on its own in the B24 test.
-    y += "route_defaults:\n  tenant_header: Authorization\n  lease: 15s\n  forward_key: client\n";
+    y += o.storeYaml.empty() ? "store:\n  type: memory\n" : o.storeYaml;
+    y += "upstreams:\n  up:\n    url: http://127.0.0.1:" + std::to_string(o.upstreamPort) + "\n    timeout: " +
+         o.upstreamTimeout + "\n" + o.upstreamExtra;
+    // forward_key: client (by default here) so that the mock's per-key execution counts are keyed by the
+    // client's key; the gateway's own default (derived) is tested on its own in the B24 test.
+    y += "route_defaults:\n  tenant_header: Authorization\n";
+    if (!o.lease.empty()) y += "  lease: " + o.lease + "\n";
+    if (!o.forwardKey.empty()) y += "  forward_key: " + o.forwardKey + "\n";
+    y += o.defaultsExtra;
     y += "routes:\n";
-    y += "  payments:\n    methods: [POST]\n    path: /v1/payments\n    upstream: up\n    fingerprint: {body: json}\n" + routeExtra;
-    y += "  refunds:\n    methods: [POST]\n    path: /v1/refunds\n    upstream: up\n";
-    y += "  payment_capture:\n    methods: [POST]\n    path: /v1/payments/{id}:capture\n    upstream: up\n";
-    y += "  payment_update:\n    methods: [POST, PATCH]\n    path: /v1/payments/{id}\n    upstream: up\n";
-    y += "  payments_v2:\n    methods: [POST]\n    path: /v2/payments\n    upstream: up\n";
+    y += "  payments:\n    methods: [POST]\n    path: /v1/payments\n    upstream: up\n    fingerprint: {body: json}\n" +
+         o.paymentsExtra + extra("payments");
+    y += "  refunds:\n    methods: [POST]\n    path: /v1/refunds\n    upstream: up\n" + extra("refunds");
+    y += "  payment_capture:\n    methods: [POST]\n    path: /v1/payments/{id}:capture\n    upstream: up\n" +
+         extra("payment_capture");
+    y += "  payment_update:\n    methods: [POST, PATCH]\n    path: /v1/payments/{id}\n    upstream: up\n" +
+         extra("payment_update");
+    y += "  payments_v2:\n    methods: [POST]\n    path: /v2/payments\n    upstream: up\n" + extra("payments_v2");
+    y += o.extraRoutes;
     return y;
+}
+
+Request caseRequest(const std::string& key, const std::string& body, Headers extra, const std::string& target,
+                    const std::string& tenant, const std::string& method) {
+    Request r;
+    r.method = method;
+    r.target = target;
+    if (!tenant.empty()) r.headers.emplace_back("Authorization", "Bearer " + tenant);
+    r.headers.emplace_back("Content-Type", "application/json");
+    if (!key.empty()) r.headers.emplace_back("Idempotency-Key", key);
+    for (auto& h : extra) r.headers.push_back(std::move(h));
+    r.body = body;
+    return r;
+}
+
+CaseEnv::CaseEnv(CaseOptions o) : up(dir.path()), port(freePort()), options(std::move(o)) {
+    options.gatewayPort = port;
+    options.upstreamPort = up.port();
+    gw = std::make_unique<Gateway>(dir, "gw", caseConfig(options), port);
 }
 
 }  // namespace idem::test

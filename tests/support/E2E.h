@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -107,8 +108,14 @@ public:
     }
     /// Close with FIN, or with RST (SO_LINGER 0).
     void close(bool reset = false);
+    /// Half-close: FIN to the server, the read side stays open.
+    void shutdownWrite();
+    /// Bytes that arrive (or are already buffered) within `wait` after a complete response: a correctly
+    /// framed response leaves none.
+    std::string pending(Millis wait);
 
 private:
+    Response receiveOne();
     bool fill();
     int fd_ = -1;
     Millis timeout_;
@@ -118,10 +125,24 @@ private:
 /// One request on a fresh connection.
 Response http(std::uint16_t port, const Request& request, Millis timeout = Millis(10000));
 
+/// One request the mock received (GET /__requests).
+struct UpstreamRequest {
+    std::string method;
+    std::string path;
+    std::string query;
+    std::string key;        ///< the Idempotency-Key it received ("" when none)
+    bool hasKey = false;
+    Headers headers;
+    std::size_t bodyLength = 0;
+    std::string body;       ///< its first 4 KiB
+};
+
 /// The mock upstream (loadtest/mock), started on a free port.
 class MockUpstream {
 public:
     explicit MockUpstream(const std::string& logDir);
+    /// Started on this fixed port (for tests where the upstream comes up after the gateway).
+    MockUpstream(const std::string& logDir, std::uint16_t port);
     std::uint16_t port() const { return port_; }
     /// Executions per received Idempotency-Key, from GET /__stats.
     std::map<std::string, int> executions();
@@ -129,6 +150,8 @@ public:
     int total();
     /// Recorded requests for a key, from GET /__requests?key=: each request's headers.
     std::vector<Headers> requestHeaders(const std::string& key);
+    /// Every recorded request, oldest first.
+    std::vector<UpstreamRequest> requests();
     /// POST /__script with this JSON body.
     void script(const std::string& json);
     void reset();
@@ -146,11 +169,30 @@ public:
     std::uint16_t port() const { return port_; }
     Process& process() { return *process_; }
     std::string log() const { return process_->log(); }
+    /// SIGTERM (waits for a clean exit), then starts the same config again on the same port.
+    void restart();
 
 private:
+    void start();
+    std::string configPath_;
+    std::string logPath_;
     std::uint16_t port_;
     std::unique_ptr<Process> process_;
 };
+
+/// Runs a program to completion (bounded); returns its exit status and its stdout+stderr.
+struct RunResult {
+    int status = -1;
+    std::string output;
+};
+RunResult run(std::vector<std::string> argv, const TempDir& dir, Millis timeout = Millis(20000));
+
+/// The `type` member of a problem+json body ("" when the body is not a JSON object with one).
+std::string problemType(const Response& response);
+/// A string member of a JSON object body ("" when absent or not a string).
+std::string jsonString(const std::string& body, const std::string& member);
+/// The Retry-After header as whole seconds; -1 when missing or not a plain non-negative integer.
+int retryAfter(const Response& response);
 
 /// The demo-like config used by most e2e tests: one upstream on `upstreamPort`, the default route
 /// table of ../shared/cases/CASES.md (payments, refunds, payment update/capture, v2 payments),
@@ -158,5 +200,56 @@ private:
 /// to the payments route (indented YAML lines, e.g. "    on_unknown: release\n").
 std::string caseConfig(std::uint16_t gatewayPort, std::uint16_t upstreamPort, const std::string& storeYaml = "",
                        const std::string& routeExtra = "", const std::string& upstreamExtra = "");
+
+/// The same route table, with every knob the case tests turn. Empty strings leave a key out, so the
+/// gateway's documented default applies.
+struct CaseOptions {
+    std::uint16_t gatewayPort = 0;
+    std::uint16_t upstreamPort = 0;
+    std::string storeYaml;                 ///< a whole `store:` section; "" = memory
+    std::string upstreamTimeout = "10s";
+    std::string upstreamExtra;             ///< indented lines appended to the upstream
+    std::string lease = "15s";             ///< route_defaults.lease; "" = default (timeout + 5s)
+    std::string forwardKey = "client";     ///< route_defaults.forward_key; "" = default (derived)
+    std::string defaultsExtra;             ///< indented lines appended to route_defaults
+    std::string paymentsExtra;             ///< indented lines appended to the payments route
+    std::map<std::string, std::string> routeExtra;  ///< route id -> indented lines appended to it
+    std::string extraRoutes;               ///< whole route entries appended after the table
+};
+std::string caseConfig(const CaseOptions& options);
+
+/// A request to the case route table: tenant `Authorization: Bearer <tenant>` (none when empty),
+/// `Content-Type: application/json`, and `Idempotency-Key: <key>` (none when empty), then `extra`.
+Request caseRequest(const std::string& key, const std::string& body, Headers extra = {},
+                    const std::string& target = "/v1/payments", const std::string& tenant = "tok-tenant-a",
+                    const std::string& method = "POST");
+
+/// One test's world: a TempDir, a mock upstream on a free port and one idemgate on another, configured
+/// by caseConfig(options) (the ports in `options` are filled in).
+struct CaseEnv {
+    explicit CaseEnv(CaseOptions options = {});
+    TempDir dir;
+    MockUpstream up;
+    std::uint16_t port;
+    CaseOptions options;
+    std::unique_ptr<Gateway> gw;
+
+    Response send(const Request& request, Millis timeout = Millis(15000)) { return http(port, request, timeout); }
+    Response post(const std::string& key, const std::string& body, Headers extra = {},
+                  const std::string& target = "/v1/payments", const std::string& tenant = "tok-tenant-a") {
+        return send(caseRequest(key, body, std::move(extra), target, tenant));
+    }
+};
+
+/// Polls `done` every `step` until it returns true or `timeout` passes; returns its last value.
+template <typename F>
+bool waitUntil(F&& done, Millis timeout, Millis step = Millis(20)) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        if (done()) return true;
+        if (std::chrono::steady_clock::now() >= until) return false;
+        std::this_thread::sleep_for(step);
+    }
+}
 
 }  // namespace idem::test

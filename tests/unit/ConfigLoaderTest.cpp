@@ -72,7 +72,7 @@ std::vector<BadCase> badCases() {
         {"unknown redis key", top("store: {type: redis, redis: {adress: x}}"), "store.redis.adress", "allowed keys here: address, password_env"},
         {"cluster key in redis", top("store: {type: redis, redis: {nodes: [a:1]}}"), "store.redis.nodes", "nodes is for store type redis-cluster"},
         {"unknown postgres key", top("store: {type: postgres, postgres: {url: x, host: y}}"), "store.postgres.host", "allowed keys here: url,"},
-        {"unknown upstream key", upstream("retries: 3"), "upstreams.up.retries", "allowed keys here: url, connect_timeout, timeout, pool_size"},
+        {"unknown upstream key", upstream("retries: 3"), "upstreams.up.retries", "allowed keys here: url, endpoints, balance, timeouts, connect_timeout, timeout, pool, pool_size, health, passive, breaker, retry, dns_ttl, tls"},
         {"unknown route key", route("tll: 1h"), "routes.r.tll", "allowed keys here: methods, path, upstream, idempotency"},
         {"unknown fingerprint key", route("fingerprint: {bdy: json}"), "routes.r.fingerprint.bdy", "allowed keys here: body, query, headers"},
         {"unknown route_defaults key", top("route_defaults: {ttl: 48h, colour: red}"), "route_defaults.colour", "allowed keys here: idempotency,"},
@@ -100,8 +100,8 @@ std::vector<BadCase> badCases() {
         {"bad forward_key", route("forward_key: yes"), "routes.r.forward_key", "expected one of: derived, client, none"},
         // Lease, ttl and their relations.
         {"lease zero (B05)", route("lease: 0s"), "routes.r.lease", "must be greater than 0"},
-        {"lease below upstream timeout", route("lease: 10s"), "routes.r.lease", "lease 10s is shorter than the timeout 30s of upstream \"up\""},
-        {"default lease below timeout", top("route_defaults: {lease: 20s}"), "route_defaults.lease", "shorter than the timeout 30s of upstream \"up\" (for route \"r\")"},
+        {"lease below upstream timeout", route("lease: 10s"), "routes.r.lease", "lease 10s is shorter than the upstream deadline 30s (timeouts.total of upstream \"up\""},
+        {"default lease below timeout", top("route_defaults: {lease: 20s}"), "route_defaults.lease", "shorter than the upstream deadline 30s (timeouts.total of upstream \"up\", which bounds the whole call: pool wait, connect attempts, retries with backoff and the response) (for route \"r\")"},
         {"ttl below lease", route("ttl: 20s\nlease: 40s"), "routes.r.ttl", "ttl 20s is shorter than the lease 40s"},
         {"ttl below default lease", route("ttl: 30s"), "routes.r.ttl", "ttl 30s is shorter than the lease 35s"},
         {"default ttl below default lease", upstream("timeout: 30h"), "routes.r.ttl", "the default ttl 24h is shorter than the lease 30h5s"},
@@ -113,7 +113,6 @@ std::vector<BadCase> badCases() {
         {"no upstreams", "routes: {r: {path: /p, upstream: up}}\n", "upstreams", "at least one upstream"},
         {"empty upstreams", "upstreams: {}\nroutes: {r: {path: /p, upstream: up}}\n", "upstreams", "at least one upstream"},
         {"upstream without url", "upstreams: {up: {timeout: 5s}}\nroutes: {r: {path: /p, upstream: up}}\n", "upstreams.up.url", "every upstream needs a url"},
-        {"https url", withUrl("https://pay.example.com"), "upstreams.up.url", "https upstreams are not supported yet"},
         {"other scheme", withUrl("ftp://127.0.0.1"), "upstreams.up.url", "unsupported scheme \"ftp\""},
         {"url without scheme", withUrl("127.0.0.1:9090"), "upstreams.up.url", "is not a URL"},
         {"url port zero", withUrl("http://127.0.0.1:0"), "upstreams.up.url", "port \"0\" is not a number from 1 to 65535"},
@@ -138,18 +137,18 @@ std::vector<BadCase> badCases() {
         {"route without path", "upstreams: {up: {url: http://127.0.0.1:9090}}\nroutes: {r: {upstream: up}}\n", "routes.r.path", "every route needs a path"},
         {"route without upstream", "upstreams: {up: {url: http://127.0.0.1:9090}}\nroutes: {r: {path: /p}}\n", "routes.r.upstream", "every route needs an upstream"},
         {"bad route id", "upstreams: {up: {url: http://127.0.0.1:9090}}\nroutes: {\"a.b\": {path: /p, upstream: up}}\n", "routes.a.b", "route ids may use"},
-        {"path relative", withPath("v1/p"), "routes.r.path", "must start with '/'"},
+        {"path relative", withPath("v1/p"), "routes.r.path", "invalid path pattern \"v1/p\": a pattern must start with '/'; expected literal segments and {name} segments"},
         {"path unclosed brace", withPath("/v1/{id"), "routes.r.path", "unclosed '{'"},
         {"path empty segment", withPath("/v1//p"), "routes.r.path", "empty segment"},
-        {"path trailing slash", withPath("/v1/p/"), "routes.r.path", "must not end with '/'"},
-        {"path empty name", withPath("/v1/{}"), "routes.r.path", "needs a name"},
-        {"path bad name", withPath("/v1/{1d}"), "routes.r.path", "needs a name"},
-        {"path repeated name", withPath("/a/{id}/{id}"), "routes.r.path", "{id} appears twice"},
-        {"path brace mid-segment", withPath("/a/x{id}"), "routes.r.path", "stray '{'"},
-        {"path stray close", withPath("/a/x}"), "routes.r.path", "stray '}'"},
+        {"path trailing slash", withPath("/v1/p/"), "routes.r.path", "empty segment in '/v1/p/' (no '//' and no trailing '/')"},
+        {"path empty name", withPath("/v1/{}"), "routes.r.path", "parameter name in '{}' must start with a letter or '_'"},
+        {"path bad name", withPath("/v1/{1d}"), "routes.r.path", "parameter name in '{1d}' must start with a letter"},
+        {"path repeated name", withPath("/a/{id}/{id}"), "routes.r.path", "parameter 'id' appears twice"},
+        {"path brace mid-segment", withPath("/a/x{id}"), "routes.r.path", "invalid character in segment 'x{id}' (a parameter is '{name}' at the start of a segment)"},
+        {"path stray close", withPath("/a/x}"), "routes.r.path", "invalid character in segment 'x}'"},
         {"path rest not last", withPath("/{rest...}/x"), "routes.r.path", "must be the last segment"},
-        {"path query", withPath("/a?b"), "routes.r.path", "query or fragment"},
-        {"path space", withPath("/a b"), "routes.r.path", "outside printable ASCII"},
+        {"path query", withPath("/a?b"), "routes.r.path", "invalid character in segment 'a?b'"},
+        {"path space", withPath("/a b"), "routes.r.path", "invalid character in segment 'a b'"},
         {"methods lower case", route("methods: [post]"), "routes.r.methods[0]", "use POST instead of post"},
         {"methods empty", route("methods: []"), "routes.r.methods", "list at least one method"},
         {"methods repeated", route("methods: [POST, PUT, POST]"), "routes.r.methods[2]", "POST is listed twice"},
@@ -379,13 +378,17 @@ BOOST_AUTO_TEST_CASE(defaultsOfAMinimalConfig) {
     BOOST_REQUIRE_EQUAL(c.upstreams.size(), 1u);
     const UpstreamConfig& u = c.upstreams[0];
     BOOST_TEST(u.name == "up");
-    BOOST_TEST(u.scheme == "http");
-    BOOST_TEST(u.host == "127.0.0.1");
-    BOOST_TEST(u.port == 9090);
-    BOOST_TEST(u.basePath == "");
-    BOOST_TEST(u.connectTimeout.count() == 2'000);
-    BOOST_TEST(u.timeout.count() == 30'000);
-    BOOST_TEST(u.poolSize == 64u);
+    BOOST_REQUIRE_EQUAL(u.endpoints.size(), 1u);
+    BOOST_TEST(u.endpoints[0].scheme == "http");
+    BOOST_TEST(u.endpoints[0].host == "127.0.0.1");
+    BOOST_TEST(u.endpoints[0].port == 9090);
+    BOOST_TEST(u.endpoints[0].basePath == "");
+    BOOST_TEST(u.endpoints[0].weight == 1u);
+    BOOST_TEST(u.timeouts.connect.count() == 2'000);
+    BOOST_TEST(u.timeouts.total.count() == 30'000);
+    BOOST_TEST(!u.timeouts.send.has_value());
+    BOOST_TEST(!u.timeouts.firstByte.has_value());
+    BOOST_TEST(u.pool.maxIdle == 64u);
 
     BOOST_REQUIRE_EQUAL(c.routes.size(), 1u);
     const RouteConfig& r = c.routes[0];
@@ -500,12 +503,12 @@ routes:
 
     const UpstreamConfig* u = c.findUpstream("pay");
     BOOST_REQUIRE(u != nullptr);
-    BOOST_TEST(u->host == "pay.internal");
-    BOOST_TEST(u->port == 8081);
-    BOOST_TEST(u->basePath == "/api");
-    BOOST_TEST(u->connectTimeout.count() == 1'000);
-    BOOST_TEST(u->timeout.count() == 60'000);
-    BOOST_TEST(u->poolSize == 4u);
+    BOOST_TEST(u->endpoints.at(0).host == "pay.internal");
+    BOOST_TEST(u->endpoints.at(0).port == 8081);
+    BOOST_TEST(u->endpoints.at(0).basePath == "/api");
+    BOOST_TEST(u->timeouts.connect.count() == 1'000);  // connect_timeout: the older spelling
+    BOOST_TEST(u->timeouts.total.count() == 60'000);   // timeout: the older spelling
+    BOOST_TEST(u->pool.maxIdle == 4u);                 // pool_size: the older spelling
 
     const RouteConfig& r = c.routes.at(0);
     BOOST_TEST(r.id == "capture");
@@ -624,7 +627,7 @@ BOOST_AUTO_TEST_CASE(jsonInputIsAccepted) {
     BOOST_TEST(c.server.host == "0.0.0.0");
     BOOST_TEST(c.server.port == 8081);
     BOOST_TEST(c.server.maxThreads == 8);
-    BOOST_TEST(c.upstreams.at(0).host == "10.0.0.5");
+    BOOST_TEST(c.upstreams.at(0).endpoints.at(0).host == "10.0.0.5");
     BOOST_TEST(c.routes.at(0).policy.lease.count() == 10'000);
     BOOST_TEST((c.routes.at(0).policy.body == core::BodyMode::Json));
     BOOST_TEST(!c.routes.at(0).policy.fingerprintQuery);
@@ -725,7 +728,7 @@ BOOST_AUTO_TEST_CASE(describeConfigPrintsEveryEffectiveValue) {
     for (const char* line : {"  listen: 127.0.0.1:8080\n", "  max_threads: 256\n", "  keep_alive_timeout: 15s\n",
                              "  level: info\n", "  type: memory\n", "  max_response_size: 1MiB\n",
                              "    max_records: 1000000\n", "    sweep_interval: 1s\n",
-                             "    url: http://127.0.0.1:9090\n", "    timeout: 30s\n", "    # methods: any\n",
+                             "    url: http://127.0.0.1:9090\n", "      total: 30s\n", "    # methods: any\n",
                              "    path: /v1/p\n", "    idempotency: required\n",
                              "    idempotent_methods: [POST, PATCH]\n", "    key_header: Idempotency-Key\n",
                              "    tenant_header: \"\"", "      body: raw\n", "      headers: []\n",
@@ -760,7 +763,7 @@ routes:
     const Config second = loadConfigString(described, "b.yaml");
     BOOST_TEST(describeBody(second) == describeBody(first));
     BOOST_TEST(second.store.redis.keyPrefix == "x: #y\"z");
-    BOOST_TEST(second.upstreams.at(1).host == "::1");
+    BOOST_TEST(second.upstreams.at(1).endpoints.at(0).host == "::1");
     BOOST_TEST(second.routes.at(0).policy.lease.count() == 65'000);
     BOOST_TEST((second.routes.at(0).policy.fingerprintHeaders == std::vector<std::string>{"X-A", "X-#"}));
     BOOST_TEST(second.routes.at(1).policy.keyHeader == "X-!Key");
@@ -774,9 +777,9 @@ BOOST_AUTO_TEST_CASE(demoConfigLoads) {
     BOOST_TEST((c.store.type == StoreType::Memory));
     const UpstreamConfig* u = c.findUpstream("payments");
     BOOST_REQUIRE(u != nullptr);
-    BOOST_TEST(u->host == "127.0.0.1");
-    BOOST_TEST(u->port == 9090);
-    BOOST_TEST(u->timeout.count() == 30'000);
+    BOOST_TEST(u->endpoints.at(0).host == "127.0.0.1");
+    BOOST_TEST(u->endpoints.at(0).port == 9090);
+    BOOST_TEST(u->timeouts.total.count() == 30'000);
     BOOST_REQUIRE_EQUAL(c.routes.size(), 1u);
     const RouteConfig& r = c.routes[0];
     BOOST_TEST(r.id == "payments");
@@ -798,6 +801,247 @@ BOOST_AUTO_TEST_CASE(referenceConfigLoadsAndShowsTheDefaults) {
         "routes: {payments: {methods: [POST], path: /v1/payments, upstream: payments}}\n",
         "minimal.yaml");
     BOOST_TEST(describeBody(ref) == describeBody(minimal));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------------------------------------------
+// Upstreams (issue 6): endpoints, balance, timeouts, pool, health, passive ejection, breaker, retries,
+// DNS, TLS, and the route's upstream_timeouts with the lease check against the effective deadline.
+
+namespace {
+
+std::vector<BadCase> upstreamBadCases(const std::string& notPem) {
+    const std::string two = "endpoints: [http://127.0.0.1:1, http://127.0.0.1:2]\n";
+    auto withEndpoints = [](const std::string& extra) {
+        return "upstreams:\n  up:\n" + indent(extra, "    ") + "routes:\n  r:\n    path: /v1/p\n    upstream: up\n";
+    };
+    return {
+        {"url and endpoints", upstream("endpoints: [http://127.0.0.1:1]"), "upstreams.up.endpoints", "give url (one endpoint) or endpoints, not both"},
+        {"endpoints empty", withEndpoints("endpoints: []"), "upstreams.up.endpoints", "list at least one endpoint"},
+        {"endpoints not a list", withEndpoints("endpoints: http://127.0.0.1:1"), "upstreams.up.endpoints", "expected a list of endpoints like"},
+        {"endpoint without url", withEndpoints("endpoints: [{weight: 2}]"), "upstreams.up.endpoints[0].url", "every endpoint needs a url"},
+        {"endpoint unknown key", withEndpoints("endpoints: [{url: http://127.0.0.1:1, wieght: 2}]"), "upstreams.up.endpoints[0].wieght", "allowed keys here: url, weight"},
+        {"endpoint bad url", withEndpoints("endpoints: [http://127.0.0.1:1, \"ftp://x\"]"), "upstreams.up.endpoints[1]", "unsupported scheme \"ftp\""},
+        {"endpoint weight zero", withEndpoints("balance: weighted\nendpoints: [{url: http://127.0.0.1:1, weight: 0}]"), "upstreams.up.endpoints[0].weight", "from 1 to 10000"},
+        {"weight under round robin", withEndpoints("endpoints: [{url: http://127.0.0.1:1, weight: 2}]"), "upstreams.up.endpoints[0].weight", "weights apply to balance: weighted or least_connections"},
+        {"endpoint twice", withEndpoints("endpoints: [http://127.0.0.1:1, \"http://127.0.0.1:1/\"]"), "upstreams.up.endpoints[1]", "this endpoint is listed twice"},
+        {"bad balance", upstream("balance: random"), "upstreams.up.balance", "expected one of: round_robin, weighted, least_connections"},
+        {"unknown timeouts key", upstream("timeouts: {totl: 5s}"), "upstreams.up.timeouts.totl", "allowed keys here: connect, send, first_byte, total"},
+        {"total zero", upstream("timeouts: {total: 0s}"), "upstreams.up.timeouts.total", "must be greater than 0"},
+        {"first_byte bare number", upstream("timeouts: {first_byte: 5}"), "upstreams.up.timeouts.first_byte", "needs a unit"},
+        {"timeout and total", upstream("timeouts: {total: 5s}\ntimeout: 5s"), "upstreams.up.timeout", "timeout is another spelling of timeouts.total"},
+        {"connect_timeout and connect", upstream("timeouts: {connect: 1s}\nconnect_timeout: 1s"), "upstreams.up.connect_timeout", "connect_timeout is another spelling of timeouts.connect"},
+        {"unknown pool key", upstream("pool: {size: 4}"), "upstreams.up.pool.size", "allowed keys here: max_connections, max_idle, idle_timeout, acquire_timeout"},
+        {"max_connections zero", upstream("pool: {max_connections: 0}"), "upstreams.up.pool.max_connections", "from 1 to 65535"},
+        {"max_idle above max_connections", upstream("pool: {max_connections: 8, max_idle: 9}"), "upstreams.up.pool.max_idle", "max_idle 9 is larger than max_connections 8"},
+        {"max_connections below default idle", upstream("pool: {max_connections: 8}"), "upstreams.up.pool.max_connections", "max_idle 64 is larger than max_connections 8"},
+        {"pool_size and max_idle", upstream("pool: {max_idle: 4}\npool_size: 4"), "upstreams.up.pool_size", "pool_size is another spelling of pool.max_idle"},
+        {"idle_timeout zero", upstream("pool: {idle_timeout: 0s}"), "upstreams.up.pool.idle_timeout", "must be greater than 0"},
+        {"health path relative", upstream("health: {path: healthz}"), "upstreams.up.health.path", "must start with '/'"},
+        {"health path space", upstream("health: {path: \"/health z\"}"), "upstreams.up.health.path", "printable ASCII without spaces"},
+        {"health timeout above interval", upstream("health: {path: /h, interval: 1s, timeout: 2s}"), "upstreams.up.health.timeout", "the check timeout 2s is longer than the interval 1s"},
+        {"health threshold zero", upstream("health: {path: /h, healthy_threshold: 0}"), "upstreams.up.health.healthy_threshold", "from 1 to 100"},
+        {"unknown health key", upstream("health: {url: /h}"), "upstreams.up.health.url", "allowed keys here: path, interval, timeout, healthy_threshold, unhealthy_threshold"},
+        {"passive negative", upstream("passive: {consecutive_failures: -1}"), "upstreams.up.passive.consecutive_failures", "from 0 to 1000"},
+        {"passive ejection zero", upstream("passive: {ejection: 0s}"), "upstreams.up.passive.ejection", "must be greater than 0"},
+        {"failure_rate zero", upstream("breaker: {failure_rate: 0%}"), "upstreams.up.breaker.failure_rate", "\"0%\" is out of range; expected a share like 10% or 0.1, above 0% to 100%"},
+        {"failure_rate above 100", upstream("breaker: {failure_rate: 150%}"), "upstreams.up.breaker.failure_rate", "\"150%\" is out of range"},
+        {"failure_rate fraction above 1", upstream("breaker: {failure_rate: 1.5}"), "upstreams.up.breaker.failure_rate", "\"1.5\" is out of range"},
+        {"failure_rate garbage", upstream("breaker: {failure_rate: half}"), "upstreams.up.breaker.failure_rate", "\"half\" is not valid; expected a share"},
+        {"breaker min_requests zero", upstream("breaker: {min_requests: 0}"), "upstreams.up.breaker.min_requests", "from 1 to 1000000"},
+        {"breaker enabled yes", upstream("breaker: {enabled: yes}"), "upstreams.up.breaker.enabled", "expected true or false"},
+        {"retry attempts zero", upstream("retry: {attempts: 0}"), "upstreams.up.retry.attempts", "from 1 to 10"},
+        {"retry attempts eleven", upstream("retry: {attempts: 11}"), "upstreams.up.retry.attempts", "\"11\" is out of range; expected a whole number from 1 to 10"},
+        {"max_backoff below base", upstream("retry: {base_backoff: 100ms, max_backoff: 50ms}"), "upstreams.up.retry.max_backoff", "max_backoff 50ms is shorter than base_backoff 100ms"},
+        {"base above default max", upstream("retry: {base_backoff: 1s}"), "upstreams.up.retry.base_backoff", "max_backoff 250ms is shorter than base_backoff 1s"},
+        {"budget above 100", upstream("retry: {budget: 120%}"), "upstreams.up.retry.budget", "\"120%\" is out of range; expected a share like 10% or 0.1, from 0% to 100%"},
+        {"budget window zero", upstream("retry: {budget_window: 0s}"), "upstreams.up.retry.budget_window", "must be greater than 0"},
+        {"unknown retry key", upstream("retry: {retries: 2}"), "upstreams.up.retry.retries", "allowed keys here: attempts, base_backoff"},
+        {"dns_ttl zero", upstream("dns_ttl: 0s"), "upstreams.up.dns_ttl", "must be greater than 0"},
+        {"tls on http", upstream("tls: {verify: false}"), "upstreams.up.tls", "tls settings apply to https endpoints; this upstream has none"},
+        {"tls unknown key", withUrl("https://pay.example.com") .replace(withUrl("https://pay.example.com").find("}}"), 2, ", tls: {ca: x}}}"), "upstreams.up.tls.ca", "allowed keys here: verify, ca_file, server_name"},
+        {"ca_file missing", withEndpoints("url: https://pay.example.com\ntls: {ca_file: /nonexistent/ca.pem}"), "upstreams.up.tls.ca_file", "cannot read /nonexistent/ca.pem"},
+        {"ca_file not pem", withEndpoints("url: https://pay.example.com\ntls: {ca_file: \"" + notPem + "\"}"), "upstreams.up.tls.ca_file", "does not look like a PEM certificate file"},
+        {"server_name bad", withEndpoints("url: https://pay.example.com\ntls: {server_name: \"pay example\"}"), "upstreams.up.tls.server_name", "\"pay example\" is not a valid host name"},
+        {"route timeouts unknown key", route("upstream_timeouts: {totl: 1s}"), "routes.r.upstream_timeouts.totl", "allowed keys here: connect, send, first_byte, total"},
+        {"route timeouts zero", route("upstream_timeouts: {connect: 0s}"), "routes.r.upstream_timeouts.connect", "must be greater than 0"},
+        {"route timeouts in defaults", top("route_defaults: {upstream_timeouts: {total: 1s}}"), "route_defaults.upstream_timeouts", "upstream_timeouts belongs to each route"},
+        {"lease below route deadline", route("upstream_timeouts: {total: 1m}\nlease: 40s"), "routes.r.lease", "lease 40s is shorter than the upstream deadline 1m (upstream_timeouts.total of route \"r\""},
+        {"lease below two-endpoint deadline", withEndpoints(two + "timeouts: {total: 20s}") .replace(withEndpoints(two + "timeouts: {total: 20s}").find("    upstream: up\n"), 17, "    upstream: up\n    lease: 19s\n"), "routes.r.lease", "lease 19s is shorter than the upstream deadline 20s (timeouts.total of upstream \"up\""},
+    };
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(UpstreamConfigSuite, *boost::unit_test::label("unit"))
+
+BOOST_AUTO_TEST_CASE(upstreamErrorsNameKeyPathAndProblem) {
+    const TempDir dir;
+    const std::string notPem = dir.write("not.pem", "just some text\n");
+    std::vector<std::string> seen;
+    for (const auto& c : upstreamBadCases(notPem)) {
+        BOOST_TEST_CONTEXT("case: " << c.name << "\n" << c.yaml) {
+            const Caught got = loadBad(c.yaml);
+            BOOST_TEST(got.thrown);
+            if (!got.thrown) continue;
+            const ConfigError& e = got.error;
+            BOOST_TEST(e.file == "test.yaml");
+            BOOST_TEST(e.keyPath == c.keyPath);
+            BOOST_TEST(contains(e.problem, c.problem), "problem \"" << e.problem << "\" lacks \"" << c.problem << "\"");
+            BOOST_TEST(e.line > 0);
+            seen.push_back(e.keyPath + ": " + e.problem);
+        }
+    }
+    std::sort(seen.begin(), seen.end());
+    BOOST_TEST((std::adjacent_find(seen.begin(), seen.end()) == seen.end()), "two upstream cases share a message");
+}
+
+BOOST_AUTO_TEST_CASE(everyUpstreamKeyMapsToItsField) {
+    const TempDir dir;
+    const std::string ca = dir.write("ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    const std::string yaml = R"(
+upstreams:
+  pay:
+    endpoints:
+      - {url: "https://pay-a.internal/api/", weight: 3}
+      - https://10.0.0.2:8443
+      - {url: "https://[::1]:9443"}
+    balance: weighted
+    timeouts: {connect: 500ms, send: 2s, first_byte: 5s, total: 20s}
+    pool: {max_connections: 100, max_idle: 10, idle_timeout: 2s, acquire_timeout: 0s}
+    health: {path: "/healthz?full=1", interval: 2s, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 4}
+    passive: {consecutive_failures: 0, ejection: 1m}
+    breaker: {enabled: false, failure_rate: 0.25, window: 30s, min_requests: 5, open_for: 10s}
+    retry: {attempts: 3, base_backoff: 10ms, max_backoff: 1s, budget: 12.5%, budget_window: 1m, budget_min: 0}
+    dns_ttl: 5m
+    tls: {verify: false, ca_file: ")" + ca + R"(", server_name: pay.internal}
+routes:
+  r:
+    path: /v1/p
+    upstream: pay
+    upstream_timeouts: {first_byte: 1s, total: 25s}
+)";
+    const Config c = loadConfigString(yaml, "t.yaml");
+    const UpstreamConfig& u = c.upstreams.at(0);
+    BOOST_REQUIRE_EQUAL(u.endpoints.size(), 3u);
+    BOOST_TEST(u.endpoints[0].scheme == "https");
+    BOOST_TEST(u.endpoints[0].host == "pay-a.internal");
+    BOOST_TEST(u.endpoints[0].port == 443);  // the https default
+    BOOST_TEST(u.endpoints[0].basePath == "/api");
+    BOOST_TEST(u.endpoints[0].weight == 3u);
+    BOOST_TEST(u.endpoints[1].host == "10.0.0.2");
+    BOOST_TEST(u.endpoints[1].port == 8443);
+    BOOST_TEST(u.endpoints[1].weight == 1u);
+    BOOST_TEST(u.endpoints[2].host == "::1");
+    BOOST_TEST((u.balance == core::BalancePolicy::Weighted));
+    BOOST_TEST(u.timeouts.connect.count() == 500);
+    BOOST_TEST(u.timeouts.send.value_or(0ms).count() == 2'000);
+    BOOST_TEST(u.timeouts.firstByte.value_or(0ms).count() == 5'000);
+    BOOST_TEST(u.timeouts.total.count() == 20'000);
+    BOOST_TEST(u.pool.maxConnections == 100u);
+    BOOST_TEST(u.pool.maxIdle == 10u);
+    BOOST_TEST(u.pool.idleTimeout.count() == 2'000);
+    BOOST_TEST(u.pool.acquireTimeout.count() == 0);
+    BOOST_TEST(u.health.path == "/healthz?full=1");
+    BOOST_TEST(u.health.interval.count() == 2'000);
+    BOOST_TEST(u.health.timeout.count() == 500);
+    BOOST_TEST(u.health.healthyThreshold == 1u);
+    BOOST_TEST(u.health.unhealthyThreshold == 4u);
+    BOOST_TEST(u.passive.consecutiveFailures == 0u);
+    BOOST_TEST(u.passive.ejection.count() == 60'000);
+    BOOST_TEST(!u.breaker.enabled);
+    BOOST_TEST(u.breaker.failureRate == 0.25);
+    BOOST_TEST(u.breaker.window.count() == 30'000);
+    BOOST_TEST(u.breaker.minRequests == 5u);
+    BOOST_TEST(u.breaker.openFor.count() == 10'000);
+    BOOST_TEST(u.retry.attempts == 3u);
+    BOOST_TEST(u.retry.baseBackoff.count() == 10);
+    BOOST_TEST(u.retry.maxBackoff.count() == 1'000);
+    BOOST_TEST(u.retry.budget == 0.125);
+    BOOST_TEST(u.retry.budgetWindow.count() == 60'000);
+    BOOST_TEST(u.retry.budgetMin == 0u);
+    BOOST_TEST(u.dnsTtl.count() == 300'000);
+    BOOST_TEST(!u.tls.verify);
+    BOOST_TEST(u.tls.caFile == ca);
+    BOOST_TEST(u.tls.serverName == "pay.internal");
+
+    const RouteConfig& r = c.routes.at(0);
+    BOOST_TEST(!r.upstreamTimeouts.connect.has_value());
+    BOOST_TEST(r.upstreamTimeouts.firstByte.value_or(0ms).count() == 1'000);
+    BOOST_TEST(r.upstreamTimeouts.total.value_or(0ms).count() == 25'000);
+    const UpstreamTimeouts eff = effectiveTimeouts(u.timeouts, r.upstreamTimeouts);
+    BOOST_TEST(eff.connect.count() == 500);
+    BOOST_TEST(eff.send.value_or(0ms).count() == 2'000);
+    BOOST_TEST(eff.firstByte.value_or(0ms).count() == 1'000);
+    BOOST_TEST(eff.total.count() == 25'000);
+    BOOST_TEST(r.policy.lease.count() == 30'000);  // the route's deadline 25s + 5s
+
+    // Described, it loads back to the same configuration.
+    const Config again = loadConfigString(describeConfig(c), "again.yaml");
+    BOOST_TEST(describeBody(again) == describeBody(c));
+}
+
+BOOST_AUTO_TEST_CASE(upstreamDefaults) {
+    const Config c = loadConfigString(config(), "t.yaml");
+    const UpstreamConfig& u = c.upstreams.at(0);
+    BOOST_TEST((u.balance == core::BalancePolicy::RoundRobin));
+    BOOST_TEST(u.pool.maxConnections == 1024u);
+    BOOST_TEST(u.pool.maxIdle == 64u);
+    BOOST_TEST(u.pool.idleTimeout.count() == 4'000);
+    BOOST_TEST(u.pool.acquireTimeout.count() == 1'000);
+    BOOST_TEST(u.health.path.empty());
+    BOOST_TEST(u.health.interval.count() == 5'000);
+    BOOST_TEST(u.health.timeout.count() == 1'000);
+    BOOST_TEST(u.health.healthyThreshold == 2u);
+    BOOST_TEST(u.health.unhealthyThreshold == 3u);
+    BOOST_TEST(u.passive.consecutiveFailures == 5u);
+    BOOST_TEST(u.passive.ejection.count() == 30'000);
+    BOOST_TEST(u.breaker.enabled);
+    BOOST_TEST(u.breaker.failureRate == 0.5);
+    BOOST_TEST(u.breaker.window.count() == 10'000);
+    BOOST_TEST(u.breaker.minRequests == 20u);
+    BOOST_TEST(u.breaker.openFor.count() == 5'000);
+    BOOST_TEST(u.retry.attempts == 2u);
+    BOOST_TEST(u.retry.baseBackoff.count() == 25);
+    BOOST_TEST(u.retry.maxBackoff.count() == 250);
+    BOOST_TEST(u.retry.budget == 0.1);
+    BOOST_TEST(u.retry.budgetWindow.count() == 10'000);
+    BOOST_TEST(u.retry.budgetMin == 3u);
+    BOOST_TEST(u.dnsTtl.count() == 60'000);
+    BOOST_TEST(u.tls.verify);
+    BOOST_TEST(u.tls.caFile.empty());
+    BOOST_TEST(u.tls.serverName.empty());
+    BOOST_TEST(c.routes.at(0).upstreamTimeouts.empty());
+    const std::string d = describeConfig(c);
+    for (const char* line : {"    balance: round_robin\n", "      connect: 2s\n", "      total: 30s\n",
+                             "      max_connections: 1024\n", "      idle_timeout: 4s\n", "      path: \"\"",
+                             "      consecutive_failures: 5\n", "      failure_rate: 50%\n", "      attempts: 2\n",
+                             "      budget: 10%\n", "    dns_ttl: 1m\n"})
+        BOOST_TEST(contains(d, line), "missing: " << line);
+    BOOST_TEST(!contains(d, "tls:"));  // only for https endpoints
+}
+
+BOOST_AUTO_TEST_CASE(leaseFollowsTheEffectiveDeadline) {
+    // The route's own deadline decides: shorter than the upstream's lets a shorter lease pass, and the
+    // default lease follows it.
+    const Config shorter = loadConfigString(route("upstream_timeouts: {total: 8s}\nlease: 8s"), "t.yaml");
+    BOOST_TEST(shorter.routes.at(0).policy.lease.count() == 8'000);
+    const Config byDefault = loadConfigString(route("upstream_timeouts: {total: 8s}"), "t.yaml");
+    BOOST_TEST(byDefault.routes.at(0).policy.lease.count() == 13'000);
+    const Config longer = loadConfigString(route("upstream_timeouts: {total: 2m}"), "t.yaml");
+    BOOST_TEST(longer.routes.at(0).policy.lease.count() == 125'000);
+    // Connect, send and first byte are inside total: they do not lengthen the deadline.
+    const Config phases = loadConfigString(
+        config("lease: 30s", "", "timeouts: {connect: 10s, send: 30s, first_byte: 30s, total: 30s}\nretry: {attempts: 5}"),
+        "t.yaml");
+    BOOST_TEST(phases.routes.at(0).policy.lease.count() == 30'000);
+    // The older spellings still work, as aliases.
+    const Config aliases = loadConfigString(upstream("connect_timeout: 1s\ntimeout: 12s\npool_size: 7"), "t.yaml");
+    BOOST_TEST(aliases.upstreams.at(0).timeouts.connect.count() == 1'000);
+    BOOST_TEST(aliases.upstreams.at(0).timeouts.total.count() == 12'000);
+    BOOST_TEST(aliases.upstreams.at(0).pool.maxIdle == 7u);
+    BOOST_TEST(aliases.routes.at(0).policy.lease.count() == 17'000);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

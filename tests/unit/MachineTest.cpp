@@ -5,6 +5,7 @@
 #include "gateway/core/Json.h"
 #include "gateway/core/ResponseHeaders.h"
 #include "gateway/core/Scope.h"
+#include "gateway/core/Versions.h"
 
 #include <boost/test/unit_test.hpp>
 
@@ -153,7 +154,7 @@ BOOST_AUTO_TEST_CASE(arrivalTable) {
         req.body = R"({"amount":1000})";
         if (row.tweak) row.tweak(policy, req);
 
-        const ArrivalDecision d = onArrival(req, policy, "1");
+        const ArrivalDecision d = onArrival(req, policy, "1", req.path);
         BOOST_TEST_CONTEXT(row.name) {
             BOOST_TEST(d.index() == static_cast<std::size_t>(row.expected));
             if (const auto* reject = std::get_if<Reject>(&d)) {
@@ -174,7 +175,7 @@ BOOST_AUTO_TEST_CASE(arrivalTable) {
 BOOST_AUTO_TEST_CASE(arrivalKeyProblemSaysWhy) {
     auto req = paymentRequest();
     setHeader(req.headers, "Idempotency-Key", std::string(300, 'k'));
-    const auto d = onArrival(req, basePolicy(), "");
+    const auto d = onArrival(req, basePolicy(), "", req.path);
     BOOST_REQUIRE(std::holds_alternative<Reject>(d));
     BOOST_TEST(bodyHas(std::get<Reject>(d).response.body, "too long (300 > 255"));
 }
@@ -183,7 +184,7 @@ BOOST_AUTO_TEST_CASE(arrivalScopeSeparatesTenantsAndBindsTheRequest) {
     RoutePolicy p = basePolicy();
     p.tenantHeader = "Authorization";
     const auto beginFor = [&](const HttpRequest& r, std::string_view version = "1") {
-        auto d = onArrival(r, p, version);
+        auto d = onArrival(r, p, version, r.path);
         BOOST_REQUIRE(std::holds_alternative<BeginRecord>(d));
         return std::get<BeginRecord>(d);
     };
@@ -207,8 +208,7 @@ BOOST_AUTO_TEST_CASE(arrivalScopeSeparatesTenantsAndBindsTheRequest) {
     BOOST_TEST(b.forwardedKey != a.forwardedKey);
     BOOST_TEST(b.fingerprint == a.fingerprint);
 
-    // Version, path and method are part of the scope (B14).
-    BOOST_TEST(beginFor(paymentRequest(), "2").id != a.id);
+    // Path and method are part of the scope (B14); the version only with a separate scope (below).
     auto path = paymentRequest();
     path.path = "/v1/payments/pay_1";
     BOOST_TEST(beginFor(path).id != a.id);
@@ -221,7 +221,7 @@ BOOST_AUTO_TEST_CASE(arrivalScopeSeparatesTenantsAndBindsTheRequest) {
     twoLines.headers.emplace_back("Authorization", "extra");
     const auto t2 = beginFor(twoLines);
     BOOST_TEST(t2.id != a.id);
-    BOOST_TEST(t2.id == recordId(tenantHash("Bearer tok-a\nextra"), "payments", "1", "POST", "/v1/payments", kKey));
+    BOOST_TEST(t2.id == recordId(tenantHash("Bearer tok-a\nextra"), "payments", "", "POST", "/v1/payments", kKey));
 
     // Different body: same record, different fingerprint (-> 422 from the store).
     auto body = paymentRequest();
@@ -231,8 +231,99 @@ BOOST_AUTO_TEST_CASE(arrivalScopeSeparatesTenantsAndBindsTheRequest) {
     BOOST_TEST(c.fingerprint != a.fingerprint);
 }
 
+VersionSpec versionNamed(std::string name) {
+    VersionSpec v;
+    v.name = std::move(name);
+    return v;
+}
+
+/// A route /{version}/payments with versions 1 and 2, read from the path and the API-Version header.
+RoutePolicy versionedPolicy(bool shared) {
+    RoutePolicy p = basePolicy();
+    p.versions.routePattern = "/{version}/payments";
+    p.versions.versions = {versionNamed("1"), versionNamed("2")};
+    p.versions.sharedScope = shared;
+    return p;
+}
+
+/// Resolves the version of `r` under `p` and runs onArrival with it, as the gateway does.
+BeginRecord arriveVersioned(const HttpRequest& r, const RoutePolicy& p, const RouteParams& params) {
+    const auto v = resolveVersion(p.versions, r, params);
+    BOOST_REQUIRE(v.has_value());
+    BOOST_REQUIRE(v->spec != nullptr);
+    auto d = onArrival(r, p, v->spec->name, v->scopePath);
+    BOOST_REQUIRE(std::holds_alternative<BeginRecord>(d));
+    return std::get<BeginRecord>(d);
+}
+
+BOOST_AUTO_TEST_CASE(arrivalVersionsShareOneScopeByDefault) {
+    const RoutePolicy p = versionedPolicy(true);
+    auto v1 = paymentRequest();
+    v1.path = "/v1/payments";
+    auto v2 = paymentRequest();
+    v2.path = "/v2/payments";
+    const BeginRecord a = arriveVersioned(v1, p, {{"version", "v1"}});
+    const BeginRecord b = arriveVersioned(v2, p, {{"version", "v2"}});
+    // One scope (the version left out, the path-version segment a placeholder), two fingerprints.
+    BOOST_TEST(a.id == b.id);
+    BOOST_TEST(a.id == recordId("", "payments", "", "POST", "/{version}/payments", kKey));
+    BOOST_TEST(a.forwardedKey == b.forwardedKey);
+    BOOST_TEST(a.fingerprint != b.fingerprint);
+    // The store sees the second fingerprint differ from the recorded one: 422 (issue 5).
+    const auto d = onBegin(Mismatch{}, b, kToken, p, 0ms);
+    BOOST_REQUIRE(std::holds_alternative<Reject>(d));
+    BOOST_TEST(std::get<Reject>(d).response.status == 422);
+    BOOST_TEST(hasProblemType(std::get<Reject>(d).response, "fingerprint-mismatch"));
+    // The same version again: the same record and fingerprint (a replay).
+    const BeginRecord again = arriveVersioned(v1, p, {{"version", "v1"}});
+    BOOST_TEST(again.id == a.id);
+    BOOST_TEST(again.fingerprint == a.fingerprint);
+    // "/1/payments" names version 1 too: the same scope; the real path is another, so is the fingerprint.
+    auto bare = paymentRequest();
+    bare.path = "/1/payments";
+    const BeginRecord one = arriveVersioned(bare, p, {{"version", "1"}});
+    BOOST_TEST(one.id == a.id);
+    BOOST_TEST(one.fingerprint != a.fingerprint);
+
+    // A version sent in a header shares the scope as well; the version still splits the fingerprint.
+    RoutePolicy h = basePolicy();
+    h.versions.versions = {versionNamed("1"), versionNamed("2")};
+    auto h1 = paymentRequest();
+    h1.headers.emplace_back("API-Version", "1");
+    auto h2 = paymentRequest();
+    h2.headers.emplace_back("API-Version", "2");
+    const BeginRecord c = arriveVersioned(h1, h, {});
+    const BeginRecord e = arriveVersioned(h2, h, {});
+    BOOST_TEST(c.id == e.id);
+    BOOST_TEST(c.id == recordId("", "payments", "", "POST", "/v1/payments", kKey));
+    BOOST_TEST(c.fingerprint != e.fingerprint);
+}
+
+BOOST_AUTO_TEST_CASE(arrivalSeparateScopeGivesEachVersionItsRecords) {
+    const RoutePolicy p = versionedPolicy(false);
+    auto v1 = paymentRequest();
+    v1.path = "/v1/payments";
+    auto v2 = paymentRequest();
+    v2.path = "/v2/payments";
+    const BeginRecord a = arriveVersioned(v1, p, {{"version", "v1"}});
+    const BeginRecord b = arriveVersioned(v2, p, {{"version", "v2"}});
+    BOOST_TEST(a.id != b.id);
+    BOOST_TEST(a.forwardedKey != b.forwardedKey);
+    BOOST_TEST(a.id == recordId("", "payments", "1", "POST", "/v1/payments", kKey));
+    BOOST_TEST(b.id == recordId("", "payments", "2", "POST", "/v2/payments", kKey));
+    // Header versions on one path: the version alone separates them.
+    RoutePolicy h = basePolicy();
+    h.versions.versions = {versionNamed("1"), versionNamed("2")};
+    h.versions.sharedScope = false;
+    auto h1 = paymentRequest();
+    h1.headers.emplace_back("API-Version", "1");
+    auto h2 = paymentRequest();
+    h2.headers.emplace_back("API-Version", "2");
+    BOOST_TEST(arriveVersioned(h1, h, {}).id != arriveVersioned(h2, h, {}).id);
+}
+
 BOOST_AUTO_TEST_CASE(arrivalWithoutTenantHeaderUsesTheEmptyTenant) {
-    const auto d = onArrival(paymentRequest(), basePolicy(), "");
+    const auto d = onArrival(paymentRequest(), basePolicy(), "", "/v1/payments");
     BOOST_REQUIRE(std::holds_alternative<BeginRecord>(d));
     BOOST_TEST(std::get<BeginRecord>(d).id == recordId("", "payments", "", "POST", "/v1/payments", kKey));
 }
@@ -241,7 +332,7 @@ BOOST_AUTO_TEST_CASE(arrivalForwardKeyModes) {
     RoutePolicy p = basePolicy();
     const auto forwarded = [&](ForwardKey mode) {
         p.forwardKey = mode;
-        auto d = onArrival(paymentRequest(), p, "");
+        auto d = onArrival(paymentRequest(), p, "", "/v1/payments");
         BOOST_REQUIRE(std::holds_alternative<BeginRecord>(d));
         return std::get<BeginRecord>(d).forwardedKey;
     };
@@ -257,8 +348,8 @@ BOOST_AUTO_TEST_CASE(arrivalJsonModeAcceptsReorderedBodies) {
     auto a = paymentRequest();
     auto b = paymentRequest();
     b.body = "{ \"currency\": \"usd\", \"amount\": 1000 }";
-    const auto da = onArrival(a, p, "");
-    const auto db = onArrival(b, p, "");
+    const auto da = onArrival(a, p, "", a.path);
+    const auto db = onArrival(b, p, "", b.path);
     BOOST_REQUIRE(std::holds_alternative<BeginRecord>(da));
     BOOST_REQUIRE(std::holds_alternative<BeginRecord>(db));
     BOOST_TEST(std::get<BeginRecord>(da).fingerprint == std::get<BeginRecord>(db).fingerprint);
