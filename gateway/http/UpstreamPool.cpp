@@ -1,5 +1,7 @@
 #include "gateway/http/UpstreamPool.h"
 
+#include <algorithm>
+
 namespace idem::http {
 
 UpstreamPool::UpstreamPool(std::size_t maxConnections, std::size_t maxIdle, std::chrono::milliseconds idleTimeout)
@@ -8,53 +10,80 @@ UpstreamPool::UpstreamPool(std::size_t maxConnections, std::size_t maxIdle, std:
 UpstreamPool::~UpstreamPool() = default;
 
 void UpstreamPool::freeSlotLocked() {
+    if (!waiters_.empty()) {
+        Waiter* w = waiters_.front();
+        waiters_.pop_front();
+        w->served = true;  // the slot moves to the waiter: open_ stays
+        w->wake.notify_one();
+        return;
+    }
     --open_;
-    if (waiting_ > 0) slotFreed_.notify_one();
 }
 
 UpstreamPool::Acquired UpstreamPool::acquire(Deadline deadline, std::uint64_t generation,
                                              std::unique_ptr<UpstreamSocket>& socket) {
     std::unique_lock lock(mutex_);
-    for (;;) {
+    if (waiters_.empty()) {
         while (!idle_.empty()) {
             Idle entry = std::move(idle_.back());
             idle_.pop_back();
             const auto now = std::chrono::steady_clock::now();
-            if (entry.generation != generation || now - entry.since > idleTimeout_) {
-                freeSlotLocked();
-                lock.unlock();
-                entry.socket.reset();  // closed outside the lock
-                lock.lock();
-                continue;
-            }
+            const bool fresh = entry.generation == generation && now - entry.since <= idleTimeout_;
             lock.unlock();
-            if (entry.socket->reusable()) {
+            if (fresh && entry.socket->reusable()) {
                 socket = std::move(entry.socket);
                 return Acquired::Reused;
             }
-            entry.socket.reset();
+            entry.socket.reset();  // stale, expired or of old addresses: closed outside the lock
             lock.lock();
+            // Its slot is ours now, unless someone started waiting meanwhile: then they come first.
+            if (waiters_.empty()) return Acquired::Connect;
             freeSlotLocked();
         }
-        if (open_ < maxConnections_) {
+        if (waiters_.empty() && open_ < maxConnections_) {
             ++open_;
             return Acquired::Connect;
         }
-        ++waiting_;
-        const bool signalled = slotFreed_.wait_until(lock, deadline, [&] { return open_ < maxConnections_ || !idle_.empty(); });
-        --waiting_;
-        if (!signalled) return Acquired::TimedOut;
     }
+
+    Waiter me;
+    waiters_.push_back(&me);
+    while (!me.served) {
+        if (me.wake.wait_until(lock, deadline) == std::cv_status::timeout && !me.served) {
+            waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &me));
+            return Acquired::TimedOut;
+        }
+    }
+    lock.unlock();
+    if (!me.socket) return Acquired::Connect;  // a slot was handed over
+    if (me.generation == generation && me.socket->reusable()) {
+        socket = std::move(me.socket);
+        return Acquired::Reused;
+    }
+    me.socket.reset();  // not usable: connect afresh in its slot
+    return Acquired::Connect;
 }
 
 void UpstreamPool::release(std::unique_ptr<UpstreamSocket> socket, bool reusable, std::uint64_t generation) {
     std::unique_lock lock(mutex_);
-    if (reusable && idle_.size() < maxIdle_) {
-        idle_.push_back(Idle{std::move(socket), std::chrono::steady_clock::now(), generation});
-        if (waiting_ > 0) slotFreed_.notify_one();
+    if (!waiters_.empty()) {
+        Waiter* w = waiters_.front();
+        waiters_.pop_front();
+        if (reusable) {
+            w->socket = std::move(socket);
+            w->generation = generation;
+        }
+        w->served = true;
+        w->wake.notify_one();
+        lock.unlock();
+        socket.reset();  // not reusable: closed, and the waiter got its slot
         return;
     }
-    freeSlotLocked();
+    if (reusable && idle_.size() < maxIdle_) {
+        idle_.push_back(Idle{std::move(socket), std::chrono::steady_clock::now(), generation});
+        return;
+    }
+    --open_;
     lock.unlock();
     socket.reset();
 }
@@ -65,17 +94,15 @@ void UpstreamPool::cancel() {
 }
 
 void UpstreamPool::sweep() {
-    std::vector<std::unique_ptr<UpstreamSocket>> closing;
-    {
-        std::lock_guard lock(mutex_);
-        const auto now = std::chrono::steady_clock::now();
-        std::erase_if(idle_, [&](Idle& entry) {
-            if (now - entry.since <= idleTimeout_) return false;
-            closing.push_back(std::move(entry.socket));
-            freeSlotLocked();
-            return true;
-        });
-    }
+    std::vector<std::unique_ptr<UpstreamSocket>> closing;  // closed after the lock is released
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(idle_, [&](Idle& entry) {
+        if (now - entry.since <= idleTimeout_) return false;
+        closing.push_back(std::move(entry.socket));
+        freeSlotLocked();
+        return true;
+    });
 }
 
 std::size_t UpstreamPool::open() const {

@@ -6,7 +6,9 @@
 //    (UpstreamSocket::reusable: a peer that closed it makes it readable) and dropped if stale, never
 //    written to. Connections idle for idleTimeout are closed by sweep() (and skipped by acquire()).
 //  - A request never waits unboundedly: when maxConnections are busy, acquire() waits until its
-//    deadline and then reports TimedOut.
+//    deadline and then reports TimedOut. Waiters are served first come, first served: a returned
+//    connection (or a freed slot) goes straight to the oldest waiter, so a thread that returns a
+//    connection and asks again at once cannot starve the ones already waiting.
 //  - Connections belong to an address generation: after a DNS change, connections to the old addresses
 //    are not reused.
 //
@@ -17,6 +19,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -58,16 +61,24 @@ private:
         std::uint64_t generation = 0;
     };
 
+    /// One acquire() waiting in line (lives on the waiting thread's stack).
+    struct Waiter {
+        std::condition_variable wake;
+        bool served = false;                     ///< handed a connection or a slot
+        std::unique_ptr<UpstreamSocket> socket;  ///< the connection handed over (else: a slot)
+        std::uint64_t generation = 0;
+    };
+
+    /// A slot became free: it goes to the oldest waiter, or back to the pool.
     void freeSlotLocked();
 
     const std::size_t maxConnections_;
     const std::size_t maxIdle_;
     const std::chrono::milliseconds idleTimeout_;
     mutable std::mutex mutex_;
-    std::condition_variable slotFreed_;
-    std::vector<Idle> idle_;   ///< most recently returned last
-    std::size_t open_ = 0;     ///< busy + idle + reserved slots
-    std::size_t waiting_ = 0;  ///< acquire() calls waiting for a slot
+    std::vector<Idle> idle_;         ///< most recently returned last; empty while anyone waits
+    std::deque<Waiter*> waiters_;    ///< oldest first
+    std::size_t open_ = 0;           ///< busy + idle + reserved slots (handed-over slots included)
 };
 
 }  // namespace idem::http
