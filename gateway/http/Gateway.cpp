@@ -3,6 +3,7 @@
 #include "gateway/config/ConfigLoader.h"
 #include "gateway/core/Problem.h"
 #include "gateway/core/Router.h"
+#include "gateway/core/Versions.h"
 #include "gateway/http/Log.h"
 #include "gateway/http/Pipeline.h"
 #include "gateway/http/Upstream.h"
@@ -30,12 +31,22 @@ struct Runtime {
     core::Router router;
     std::vector<std::shared_ptr<Upstream>> upstreams;               ///< by config.upstreams index
     std::vector<std::shared_ptr<RouteForwarder>> upstreamOfRoute;  ///< by route index: upstream + route timeouts
+    std::vector<std::vector<std::shared_ptr<RouteForwarder>>> versionForwarders;  ///< [route][version]
+    std::vector<core::RoutePolicy> passThroughPolicies;  ///< [route]: the policy of a switched-off route
     Pipeline pipeline;
 
     Runtime(config::Config c, storage::Store& store, Metrics& metrics)
         : config(std::move(c)), router(makeSpecs(config)), pipeline(store, metrics) {
         for (const auto& u : config.upstreams) upstreams.push_back(std::make_shared<Upstream>(u));
-        for (const auto& route : config.routes) upstreamOfRoute.push_back(forwarder(route, route.upstream));
+        for (const auto& route : config.routes) {
+            upstreamOfRoute.push_back(forwarder(route, route.upstream));
+            auto& perVersion = versionForwarders.emplace_back();
+            for (const auto& v : route.policy.versions.versions)
+                perVersion.push_back(forwarder(route, v.upstream.empty() ? route.upstream : v.upstream));
+            core::RoutePolicy off = route.policy;
+            off.mode = core::IdempotencyMode::Off;  // enabled: false, disabled: pass_through
+            passThroughPolicies.push_back(std::move(off));
+        }
     }
 
     /// The forwarder for `route` to the upstream named `upstreamName` (the route's, or a version's).
@@ -154,6 +165,21 @@ private:
 
 using RuntimeSlot = std::atomic<std::shared_ptr<Runtime>>;
 
+/// Sends the request upstream under another path (a version's `rewrite`); everything else unchanged.
+class RewritingForwarder final : public Forwarder {
+public:
+    RewritingForwarder(Forwarder& inner, std::string path) : inner_(inner), path_(std::move(path)) {}
+    core::UpstreamResult forward(const core::HttpRequest& request) override {
+        core::HttpRequest rewritten = request;
+        rewritten.path = path_;
+        return inner_.forward(rewritten);
+    }
+
+private:
+    Forwarder& inner_;
+    std::string path_;
+};
+
 class RouteHandler final : public Poco::Net::HTTPRequestHandler {
 public:
     /// `runtime` is the configuration snapshot this request runs under from start to end.
@@ -183,7 +209,11 @@ public:
                 const auto& route = runtime_->config.routes[match->index];
                 routeId = route.id;
                 std::optional<core::HttpResponse> problem;
-                if (!readBody(request, response, route.policy.maxBody, in.body, problem)) {
+                if (!route.enabled && route.disabledAction == config::RouteConfig::DisabledAction::Reject) {
+                    result.response = core::routeDisabledProblem(in.method, in.path);
+                    result.outcome = Outcome::Rejected;
+                    response.setKeepAlive(false);  // the body (if any) is not read
+                } else if (!readBody(request, response, route.policy.maxBody, in.body, problem)) {
                     if (!problem) {
                         finish(started, in, routeId, 0, Outcome::Rejected, "", "client closed mid-body");
                         return;
@@ -193,7 +223,7 @@ public:
                     response.setKeepAlive(false);  // the rest of the body is not read
                 } else {
                     for (const auto& [name, value] : request) in.headers.emplace_back(name, value);
-                    result = runtime_->pipeline.handle(in, route.policy, "", in.path, *runtime_->upstreamOfRoute[match->index]);
+                    result = dispatch(in, match->index, match->params);
                 }
             }
         } catch (const std::exception& e) {
@@ -214,6 +244,31 @@ public:
     }
 
 private:
+    /// Resolves the API version (if the route has versions), picks the version's upstream and path,
+    /// runs the pipeline, and adds the version's deprecation headers to whatever is answered.
+    PipelineResult dispatch(core::HttpRequest& in, std::size_t routeIndex, const core::RouteParams& params) {
+        const auto& rt = *runtime_;
+        const auto& route = rt.config.routes[routeIndex];
+        const core::RoutePolicy& policy = route.enabled ? route.policy : rt.passThroughPolicies[routeIndex];
+        const auto& versions = policy.versions.versions;
+        if (versions.empty())
+            return rt.pipeline.handle(in, policy, "", in.path, *rt.upstreamOfRoute[routeIndex]);
+
+        auto resolved = core::resolveVersion(policy.versions, in, params);
+        if (!resolved) return PipelineResult{std::move(resolved.error()), Outcome::Rejected, {}};
+        const core::VersionSpec& spec = *resolved->spec;
+        Forwarder* forwarder = rt.versionForwarders[routeIndex][static_cast<std::size_t>(&spec - versions.data())].get();
+        PipelineResult result;
+        if (spec.rewrite.empty()) {
+            result = rt.pipeline.handle(in, policy, spec.name, resolved->scopePath, *forwarder);
+        } else {
+            RewritingForwarder rewriting(*forwarder, core::rewritePath(spec.rewrite, params));
+            result = rt.pipeline.handle(in, policy, spec.name, resolved->scopePath, rewriting);
+        }
+        core::addDeprecationHeaders(result.response, spec);
+        return result;
+    }
+
     void finish(std::chrono::steady_clock::time_point started, const core::HttpRequest& in, const std::string& routeId,
                 int status, Outcome outcome, const std::string& key, const std::string& note) {
         inFlight_->fetch_sub(1, std::memory_order_relaxed);
