@@ -187,8 +187,9 @@ struct Upstream::Attempt {
 
 // ---------------------------------------------------------------------------------------------------
 
-Upstream::Upstream(const config::UpstreamConfig& config)
+Upstream::Upstream(const config::UpstreamConfig& config, Resolver resolver)
     : config_(config),
+      resolver_(resolver ? std::move(resolver) : Resolver(&resolve)),
       balancer_(config.balance, config.endpoints.size()),
       budget_(config.retry.budget, config.retry.budgetWindow, config.retry.budgetMin),
       background_(std::make_shared<Background>()) {
@@ -207,7 +208,7 @@ Upstream::Upstream(const config::UpstreamConfig& config)
         if (!ep->literal) {
             // Resolved once here, so requests right after a start or a reload find an answer; later
             // resolutions run in the background.
-            auto r = resolve(c.host, c.port);
+            auto r = resolver_(c.host, c.port);
             if (r) {
                 ep->addresses = std::make_shared<const std::vector<Address>>(std::move(*r));
                 ep->resolved.store(true);
@@ -474,8 +475,8 @@ void Upstream::resolveInBackground(Endpoint& ep) {
     auto job = std::make_shared<DnsJob>();
     ep.job = job;
     std::weak_ptr<Background> weak = background_;
-    std::thread([job, weak, host = ep.config.host, port = ep.config.port] {
-        job->result = resolve(host, port);
+    std::thread([job, weak, resolver = resolver_, host = ep.config.host, port = ep.config.port] {
+        job->result = resolver(host, port);
         job->done.store(true, std::memory_order_release);
         if (auto bg = weak.lock()) {
             {

@@ -44,8 +44,13 @@
 #include "gateway/core/CircuitBreaker.h"
 #include "gateway/core/RetryBudget.h"
 #include "gateway/http/Pipeline.h"
+#include "gateway/http/UpstreamSocket.h"
 
+#include <cstdint>
+#include <expected>
+#include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -55,10 +60,16 @@ class TlsContext;
 
 class Upstream final : public Forwarder {
 public:
+    /// Resolves a host name to the addresses to try, in order (never empty on success), or says why not.
+    /// Called for every resolution (the first in the constructor, later ones on helper threads that may
+    /// outlive the Upstream, so it must own what it uses); never for IP literals.
+    using Resolver =
+        std::function<std::expected<std::vector<Address>, std::string>(const std::string& host, std::uint16_t port)>;
+
     /// Resolves host names once (a failure is logged and retried in the background), loads the TLS
     /// context for https endpoints (throws std::runtime_error when tls.ca_file cannot be loaded), and
-    /// starts the background thread.
-    explicit Upstream(const config::UpstreamConfig& config);
+    /// starts the background thread. `resolver`: empty = the system's (getaddrinfo); tests inject theirs.
+    explicit Upstream(const config::UpstreamConfig& config, Resolver resolver = {});
     ~Upstream() override;
     Upstream(const Upstream&) = delete;
     Upstream& operator=(const Upstream&) = delete;
@@ -92,6 +103,7 @@ private:
     bool check(Endpoint& endpoint);
 
     config::UpstreamConfig config_;
+    Resolver resolver_;
     std::unique_ptr<TlsContext> tls_;
     std::vector<std::unique_ptr<Endpoint>> endpoints_;
     core::Balancer balancer_;

@@ -79,7 +79,25 @@ void TempDir::write(const std::string& name, const std::string& content) const {
     out << content;
 }
 
-Process::Process(std::vector<std::string> argv, std::string logPath) : logPath_(std::move(logPath)) {
+Process::Process(std::vector<std::string> argv, std::string logPath)
+    : Process(std::move(argv), std::move(logPath), std::vector<std::string>{}) {}
+
+Process::Process(std::vector<std::string> argv, std::string logPath, const std::vector<std::string>& extraEnv)
+    : logPath_(std::move(logPath)) {
+    // The environment: ours, with every NAME of extraEnv replaced by (or added as) its NAME=VALUE.
+    const auto nameOf = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
+    std::vector<std::string> env;
+    for (char** e = environ; e && *e; ++e) {
+        std::string entry(*e);
+        bool replaced = false;
+        for (const auto& x : extraEnv) replaced = replaced || nameOf(x) == nameOf(entry);
+        if (!replaced) env.push_back(std::move(entry));
+    }
+    env.insert(env.end(), extraEnv.begin(), extraEnv.end());
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -88,7 +106,7 @@ Process::Process(std::vector<std::string> argv, std::string logPath) : logPath_(
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
-    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    const int rc = ::posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
 }
@@ -422,13 +440,29 @@ void MockUpstream::script(const std::string& json) {
 void MockUpstream::reset() { http(port_, Request{"POST", "/__reset", {}, ""}); }
 
 Gateway::Gateway(const TempDir& dir, const std::string& name, const std::string& yaml, std::uint16_t port)
-    : configPath_(dir.file(name + ".yaml")), logPath_(dir.file(name + ".log")), port_(port) {
+    : Gateway(dir, name, yaml, port, GatewayOptions{}) {}
+
+Gateway::Gateway(const TempDir& dir, const std::string& name, const std::string& yaml, std::uint16_t port,
+                 GatewayOptions options)
+    : configPath_(dir.file(name + ".yaml")), logPath_(dir.file(name + ".log")), port_(port), options_(std::move(options)) {
     dir.write(name + ".yaml", yaml);
     start();
 }
 
+void Gateway::rewriteConfig(const std::string& yaml) const {
+    const std::string temp = configPath_ + ".new";
+    {
+        std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+        out << yaml;
+        if (!out.flush()) throw std::runtime_error("cannot write " + temp);
+    }
+    std::filesystem::rename(temp, configPath_);
+}
+
 void Gateway::start() {
-    process_ = std::make_unique<Process>(std::vector<std::string>{binaryDir() + "/idemgate", "--config", configPath_}, logPath_);
+    std::vector<std::string> argv{binaryDir() + "/idemgate", "--config", configPath_};
+    argv.insert(argv.end(), options_.args.begin(), options_.args.end());
+    process_ = std::make_unique<Process>(std::move(argv), logPath_, options_.env);
     const auto until = std::chrono::steady_clock::now() + Millis(10000);
     while (std::chrono::steady_clock::now() < until) {
         if (waitForPort(port_, Millis(50))) return;
@@ -445,9 +479,13 @@ void Gateway::restart() {
 }
 
 RunResult run(std::vector<std::string> argv, const TempDir& dir, Millis timeout) {
+    return run(std::move(argv), dir, std::vector<std::string>{}, timeout);
+}
+
+RunResult run(std::vector<std::string> argv, const TempDir& dir, const std::vector<std::string>& extraEnv, Millis timeout) {
     static std::atomic<int> counter{0};
     const std::string logPath = dir.file("run-" + std::to_string(++counter) + ".out");
-    Process p(std::move(argv), logPath);
+    Process p(std::move(argv), logPath, extraEnv);
     RunResult r;
     auto status = p.wait(timeout);
     if (!status) status = p.stop(Millis(1000));

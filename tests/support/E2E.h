@@ -47,6 +47,9 @@ private:
 class Process {
 public:
     Process(std::vector<std::string> argv, std::string logPath);
+    /// The same, with `extraEnv` ("NAME=VALUE" each) added to this process's environment; a name already
+    /// set is replaced.
+    Process(std::vector<std::string> argv, std::string logPath, const std::vector<std::string>& extraEnv);
     ~Process();
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
@@ -162,13 +165,25 @@ private:
     std::unique_ptr<Process> process_;
 };
 
+/// Further command line and environment for an idemgate process (config layering tests).
+struct GatewayOptions {
+    std::vector<std::string> args;  ///< appended after --config FILE, e.g. {"--set", "routes.payments.ttl=48h"}
+    std::vector<std::string> env;   ///< "NAME=VALUE" each, added to the inherited environment
+};
+
 /// An idemgate process with the given YAML config (written to a file in `dir`).
 class Gateway {
 public:
     Gateway(const TempDir& dir, const std::string& name, const std::string& yaml, std::uint16_t port);
+    Gateway(const TempDir& dir, const std::string& name, const std::string& yaml, std::uint16_t port,
+            GatewayOptions options);
     std::uint16_t port() const { return port_; }
     Process& process() { return *process_; }
     std::string log() const { return process_->log(); }
+    const std::string& configPath() const { return configPath_; }
+    /// Replaces the config file's content (written aside, then renamed over it); the running process
+    /// sees it on its next reload (SIGHUP) or restart.
+    void rewriteConfig(const std::string& yaml) const;
     /// SIGTERM (waits for a clean exit), then starts the same config again on the same port.
     void restart();
 
@@ -177,6 +192,7 @@ private:
     std::string configPath_;
     std::string logPath_;
     std::uint16_t port_;
+    GatewayOptions options_;
     std::unique_ptr<Process> process_;
 };
 
@@ -186,6 +202,9 @@ struct RunResult {
     std::string output;
 };
 RunResult run(std::vector<std::string> argv, const TempDir& dir, Millis timeout = Millis(20000));
+/// The same, with `extraEnv` ("NAME=VALUE" each) added to the program's environment.
+RunResult run(std::vector<std::string> argv, const TempDir& dir, const std::vector<std::string>& extraEnv,
+              Millis timeout = Millis(20000));
 
 /// The `type` member of a problem+json body ("" when the body is not a JSON object with one).
 std::string problemType(const Response& response);
