@@ -17,10 +17,15 @@ namespace idem::config {
 using core::Millis;
 
 struct ServerConfig {
+    /// The HTTP server on the request path: `native` (gateway/http/NativeServer) or Poco's HTTPServer,
+    /// kept as a fallback. Default: native
+    enum class Engine { Native, Poco };
     std::string host = "127.0.0.1";
     std::uint16_t port = 8080;
-    int maxThreads = 256;                     ///< one per open keep-alive connection (Poco's model)
-    int maxQueued = 1024;                     ///< accepted connections waiting for a thread
+    Engine engine = Engine::Native;
+    int maxConnections = 4096;                ///< native: open client connections; beyond: 503 and close
+    int maxThreads = 256;                     ///< poco: one per open keep-alive connection (Poco's model)
+    int maxQueued = 1024;                     ///< poco: accepted connections waiting for a thread; native: listen backlog
     Millis keepAliveTimeout{15000};
     int maxKeepAliveRequests = 0;             ///< 0 = unlimited
     Millis receiveTimeout{30000};             ///< reading a client's request (headers and body)

@@ -89,6 +89,10 @@ constexpr std::array<Named<LogConfig::Level>, 4> kLogLevels{{
     {"info", LogConfig::Level::Information},
     {"debug", LogConfig::Level::Debug},
 }};
+constexpr std::array<Named<ServerConfig::Engine>, 2> kEngines{{
+    {"native", ServerConfig::Engine::Native},
+    {"poco", ServerConfig::Engine::Poco},
+}};
 constexpr std::array<Named<core::BalancePolicy>, 3> kBalance{{
     {"round_robin", core::BalancePolicy::RoundRobin},
     {"weighted", core::BalancePolicy::Weighted},
@@ -121,7 +125,8 @@ std::string namesOf(const std::array<Named<E>, N>& table) {
 // Keys of each section, in the order describeConfig prints them.
 const std::vector<std::string_view> kRootKeys{"server", "log", "store", "upstreams", "route_defaults", "routes"};
 const std::vector<std::string_view> kServerKeys{"listen", "max_threads", "max_queued", "keep_alive_timeout",
-                                                "max_keep_alive_requests", "receive_timeout", "send_timeout"};
+                                                "max_keep_alive_requests", "receive_timeout", "send_timeout",
+                                                "engine", "max_connections"};
 const std::vector<std::string_view> kLogKeys{"level", "access_log"};
 const std::vector<std::string_view> kStoreKeys{"type", "max_response_size", "memory", "redis", "redis_cluster",
                                                "postgres"};
@@ -462,7 +467,7 @@ Section::Section(const Loader& loader, const YAML::Node& node, const YAML::Mark&
                            : "expected a mapping with keys: " + joined(allowed) + "; got " + describeNodeKind(node));
     }
     for (auto it = node.begin(); it != node.end(); ++it) {
-        const YAML::Node& k = it->first;
+        const YAML::Node k = it->first;  // a copy: `it->` yields a temporary proxy
         if (!k.IsScalar()) loader.fail(k.Mark(), path_, "keys must be plain names, got " + describeNodeKind(k));
         Entry e{k.Scalar(), k, it->second};
         const std::string keyPath = pathOf(e.key);
@@ -587,6 +592,9 @@ ServerConfig Loader::readServer(const Section& top) const {
     if (const Entry* v = s.find("receive_timeout"))
         out.receiveTimeout = duration(*v, s.pathOf("receive_timeout"), false);
     if (const Entry* v = s.find("send_timeout")) out.sendTimeout = duration(*v, s.pathOf("send_timeout"), false);
+    if (const Entry* v = s.find("engine")) out.engine = choice(*v, s.pathOf("engine"), kEngines);
+    if (const Entry* v = s.find("max_connections"))
+        out.maxConnections = static_cast<int>(integer(*v, s.pathOf("max_connections"), 1, 1000000));
     return out;
 }
 
@@ -1644,7 +1652,7 @@ std::string applyOverride(const YAML::Node& root, const Override& o, std::vector
             if (cur.IsMap()) {
                 for (auto it = cur.begin(); it != cur.end(); ++it) {
                     if (!it->first.IsScalar()) continue;
-                    const std::string& name = it->first.Scalar();
+                    const std::string name = it->first.Scalar();
                     defined += (defined.empty() ? "" : ", ") + name;
                     if (name == given || (o.environment && environmentNameMatches(given, name))) matches.push_back(name);
                 }
@@ -1992,6 +2000,8 @@ std::string describeConfig(const Config& c) {
     o << "  max_keep_alive_requests: " << c.server.maxKeepAliveRequests << "\n";
     o << "  receive_timeout: " << formatDuration(c.server.receiveTimeout) << "\n";
     o << "  send_timeout: " << formatDuration(c.server.sendTimeout) << "\n";
+    o << "  engine: " << nameOf(kEngines, c.server.engine) << "\n";
+    o << "  max_connections: " << c.server.maxConnections << "\n";
     o << "log:\n";
     o << "  level: " << nameOf(kLogLevels, c.log.level) << "\n";
     o << "  access_log: " << (c.log.accessLog ? "true" : "false") << "\n";

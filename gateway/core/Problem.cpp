@@ -21,6 +21,10 @@ std::string_view problemSlug(ProblemType type) {
         case ProblemType::ResponseNotReplayable: return "response-not-replayable";
         case ProblemType::RouteNotFound: return "route-not-found";
         case ProblemType::RouteDisabled: return "route-disabled";
+        case ProblemType::RequestInvalid: return "request-invalid";
+        case ProblemType::RequestHeadTooLarge: return "request-head-too-large";
+        case ProblemType::RequestTimeout: return "request-timeout";
+        case ProblemType::Overloaded: return "overloaded";
         case ProblemType::Internal: return "internal";
     }
     return "internal";
@@ -43,6 +47,10 @@ std::string_view problemTitle(ProblemType type) {
         case ProblemType::ResponseNotReplayable: return "Response not replayable";
         case ProblemType::RouteNotFound: return "Route not found";
         case ProblemType::RouteDisabled: return "Route disabled";
+        case ProblemType::RequestInvalid: return "Request is not valid HTTP/1.1";
+        case ProblemType::RequestHeadTooLarge: return "Request line or header fields too large";
+        case ProblemType::RequestTimeout: return "Request not received in time";
+        case ProblemType::Overloaded: return "Gateway at its connection limit";
         case ProblemType::Internal: return "Internal error";
     }
     return "Internal error";

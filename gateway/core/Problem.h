@@ -38,12 +38,17 @@ enum class ProblemType {
     ResponseNotReplayable,
     RouteNotFound,
     RouteDisabled,
+    RequestInvalid,       ///< not a valid HTTP/1.1 request (syntax, framing): 400, 501, 505
+    RequestHeadTooLarge,  ///< request line or header fields over the server's limits: 414, 431
+    RequestTimeout,       ///< the request did not arrive in time: 408
+    Overloaded,           ///< the server is at its connection limit: 503
     Internal,
 };
 
 /// Kebab-case slug: key-missing, key-invalid, tenant-missing, invalid-body, version-invalid,
 /// body-too-large, fingerprint-mismatch, in-flight, store-unavailable, record-unreadable,
-/// upstream-unreachable, outcome-unknown, response-not-replayable, route-not-found, route-disabled, internal.
+/// upstream-unreachable, outcome-unknown, response-not-replayable, route-not-found, route-disabled,
+/// request-invalid, request-head-too-large, request-timeout, overloaded, internal.
 std::string_view problemSlug(ProblemType type);
 
 /// The fixed human title of the type (the `title` member).

@@ -17,7 +17,8 @@ constexpr ProblemType kAllTypes[] = {
     ProblemType::FingerprintMismatch, ProblemType::InFlight,           ProblemType::StoreUnavailable,
     ProblemType::RecordUnreadable,    ProblemType::UpstreamUnreachable, ProblemType::OutcomeUnknown,
     ProblemType::ResponseNotReplayable, ProblemType::RouteNotFound,    ProblemType::RouteDisabled,
-    ProblemType::Internal,
+    ProblemType::RequestInvalid,      ProblemType::RequestHeadTooLarge, ProblemType::RequestTimeout,
+    ProblemType::Overloaded,          ProblemType::Internal,
 };
 
 }  // namespace
@@ -40,6 +41,10 @@ BOOST_AUTO_TEST_CASE(slugsAreTheDocumentedOnes) {
     BOOST_TEST(problemSlug(ProblemType::ResponseNotReplayable) == "response-not-replayable");
     BOOST_TEST(problemSlug(ProblemType::RouteNotFound) == "route-not-found");
     BOOST_TEST(problemSlug(ProblemType::RouteDisabled) == "route-disabled");
+    BOOST_TEST(problemSlug(ProblemType::RequestInvalid) == "request-invalid");
+    BOOST_TEST(problemSlug(ProblemType::RequestHeadTooLarge) == "request-head-too-large");
+    BOOST_TEST(problemSlug(ProblemType::RequestTimeout) == "request-timeout");
+    BOOST_TEST(problemSlug(ProblemType::Overloaded) == "overloaded");
     BOOST_TEST(problemSlug(ProblemType::Internal) == "internal");
 }
 

@@ -1,0 +1,107 @@
+#pragma once
+// NativeServer: the lean HTTP/1.1 server edge (config `server.engine: native`, the default).
+//
+// Threads: one acceptor thread (poll on the listening socket and a stop eventfd) hands each accepted
+// connection to a connection thread from a pool that grows on demand, one thread per open connection,
+// up to `server.max_connections`; a thread idle for a minute ends. Beyond max_connections a new
+// connection gets a 503 `overloaded` problem (Retry-After: 1, Connection: close) from the acceptor and is
+// closed: never queued. Thread stacks are kStackSize.
+//
+// A connection thread serves its connection with blocking POSIX sockets (TCP_NODELAY): receive buffer,
+// response buffer, request and parser belong to the thread and are reused for every request and
+// connection it serves, so a request allocates only its HttpRequest strings. Requests are parsed by
+// core::HttpRequestParser (pipelined requests are served in order from the buffer) and dispatched
+// through the RequestDispatcher. Every answer the server makes itself is a problem+json:
+//   400/501/505 request-invalid, 414/431 request-head-too-large, 413 body-too-large (the body is not
+//   read: a Content-Length over the route's limit is refused from the head alone), 408 request-timeout
+//   (a request started but not received within receive_timeout), 503 overloaded.
+// After any of these, and after a 404/503 answered without reading a request body, the connection is
+// closed (write side first, then unread input is drained briefly, so the answer is not lost to a reset).
+//
+// Responses: status line, headers and body in one sendmsg; Content-Length framing (none for 1xx, 204 and
+// 304; a HEAD answer has no body); a Date cached per second; `Connection: close` when closing,
+// `Connection: keep-alive` for an HTTP/1.0 client that asked for it. Expect: 100-continue is answered
+// just before the body is read (not when the request is refused first).
+//
+// Timeouts: keep_alive_timeout for a connection waiting for a request's first byte; receive_timeout for
+// the whole request once it has begun (slow senders get 408); send_timeout for each write;
+// max_keep_alive_requests per connection.
+//
+// A client that disconnects does not cancel its request: the pipeline (upstream call, store write)
+// runs to its end on the connection's thread; only the write fails, quietly (access log note).
+//
+// stop(drain): stops accepting, closes idle keep-alive connections at once (a request whose bytes
+// already arrived is still served, with Connection: close), lets requests in flight finish for up to
+// `drain` (each answered with Connection: close), then shuts every connection down and waits for the
+// connection threads to end.
+
+#include "gateway/config/Config.h"
+#include "gateway/http/ServerEngine.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace idem::http {
+
+class RequestDispatcher;
+
+class NativeServer final : public ServerEngine {
+public:
+    static constexpr std::size_t kStackSize = 256 * 1024;
+
+    NativeServer(const config::ServerConfig& config, RequestDispatcher& dispatcher);
+    ~NativeServer() override;
+    NativeServer(const NativeServer&) = delete;
+    NativeServer& operator=(const NativeServer&) = delete;
+
+    void start() override;
+    std::uint16_t port() const override { return port_; }
+    void stop(std::chrono::milliseconds drain) override;
+
+private:
+    struct Worker;
+    /// How serve() leaves a connection: closed at once, or after a half-close and a bounded drain of
+    /// the client's unread input (so that the answer just written arrives).
+    enum class Close { Now, Graceful };
+
+    void acceptLoop();
+    void handOff(int fd);
+    void reject(int fd);
+    bool spawnWorker();
+    static void* workerMain(void* self);
+    void workerLoop(Worker& worker);
+    Close serve(int fd, Worker& worker);
+
+    config::ServerConfig config_;
+    RequestDispatcher& dispatcher_;
+    int listenFd_ = -1;
+    int wakeFd_ = -1;  ///< eventfd: readable once stop() begins
+    std::uint16_t port_ = 0;
+    std::thread acceptor_;
+    std::atomic<bool> stopping_{false};
+
+    std::mutex mutex_;
+    std::condition_variable work_;     ///< connection threads wait here for a connection
+    std::condition_variable changed_;  ///< stop() waits here for connections and threads to end
+    std::deque<int> pending_;          ///< accepted, not yet taken by a thread
+    std::vector<Worker*> workers_;     ///< every live connection thread
+    int threads_ = 0;
+    int idleThreads_ = 0;
+    int connections_ = 0;              ///< open client connections (pending ones included)
+
+    struct Lingering {
+        int fd;
+        std::chrono::steady_clock::time_point until;
+    };
+    std::vector<Lingering> lingering_;  ///< acceptor only: refused connections being closed
+    std::chrono::steady_clock::time_point lastRefusalLog_{};  ///< acceptor only: refusals are logged once a second
+};
+
+}  // namespace idem::http
