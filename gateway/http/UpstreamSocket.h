@@ -112,6 +112,7 @@ private:
 
     int fd_ = -1;
     ssl_st* ssl_ = nullptr;
+    std::int64_t receiveTimeoutMs_ = -1;  ///< SO_RCVTIMEO as last set (plain sockets); -1: never set
     std::string error_;
 };
 
