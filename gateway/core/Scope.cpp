@@ -2,8 +2,10 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -93,10 +95,41 @@ std::string derivedForwardKey(std::string_view tenantHash, std::string_view rout
     return "idg_" + scopeDigest("fwd1", tenantHash, routeId, version, method, path, key).substr(0, kForwardKeyHexChars);
 }
 
+namespace {
+
+// Tokens come from OpenSSL's CSPRNG, drawn 4 KiB at a time into a per-thread buffer: one RAND_bytes
+// call (with its locking and fork check) per 256 tokens instead of per token. A fork (daemon mode)
+// bumps gForks, so a child never hands out bytes its parent also had in its buffer.
+std::atomic<unsigned> gForks{0};
+
+struct TokenBytes {
+    std::array<unsigned char, 4096> buffer{};
+    std::size_t next = 4096;
+    unsigned forks = 0;
+
+    const unsigned char* take(std::size_t n) {
+        const unsigned f = gForks.load(std::memory_order_relaxed);
+        if (next + n > buffer.size() || forks != f) {
+            if (RAND_bytes(buffer.data(), static_cast<int>(buffer.size())) != 1) cryptoFailure("RAND_bytes");
+            next = 0;
+            forks = f;
+        }
+        const unsigned char* out = buffer.data() + next;
+        next += n;
+        return out;
+    }
+};
+
+}  // namespace
+
 Token newToken() {
-    std::array<unsigned char, 16> bytes{};
-    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) cryptoFailure("RAND_bytes");
-    return toHex(bytes.data(), bytes.size());
+    static const bool registered = [] {
+        ::pthread_atfork(nullptr, nullptr, [] { gForks.fetch_add(1, std::memory_order_relaxed); });
+        return true;
+    }();
+    (void)registered;
+    thread_local TokenBytes bytes;
+    return toHex(bytes.take(16), 16);
 }
 
 }  // namespace idem::core
