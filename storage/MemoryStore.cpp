@@ -303,6 +303,7 @@ Store::Stats MemoryStore::stats() const {
     Stats s;
     s.reapedRecords = sweptRecords_.load(std::memory_order_relaxed);
     s.reapPasses = sweepPasses_.load(std::memory_order_relaxed);
+    s.records = size();
     return s;
 }
 

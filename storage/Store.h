@@ -145,6 +145,9 @@ public:
         std::uint64_t reapedRecords = 0;  ///< expired records removed by a background cleaner
         std::uint64_t reapPasses = 0;     ///< cleaner passes that ran (this instance held the lock)
         std::uint64_t reapFailures = 0;   ///< cleaner passes that failed
+        /// Records held (in flight, completed, not yet swept) where the store can count them cheaply:
+        /// the memory store; unset for the shared stores (ask Redis DBSIZE / the table instead).
+        std::optional<std::uint64_t> records;
     };
     virtual Stats stats() const { return {}; }
 

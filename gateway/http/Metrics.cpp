@@ -17,6 +17,20 @@ void counter(std::string& out, const char* name, const char* help, std::uint64_t
     out += '\n';
 }
 
+void gauge(std::string& out, const char* name, const char* help, std::uint64_t value) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += " gauge\n";
+    out += name;
+    out += ' ';
+    out += std::to_string(value);
+    out += '\n';
+}
+
 }  // namespace
 
 std::string Metrics::render(const storage::Store::Stats& store) const {
@@ -39,6 +53,8 @@ std::string Metrics::render(const storage::Store::Stats& store) const {
     counter(out, "idemgate_store_reaped_records_total", "Expired records removed by the store's background cleaner.", store.reapedRecords);
     counter(out, "idemgate_store_reap_passes_total", "Background cleaner passes run by this instance.", store.reapPasses);
     counter(out, "idemgate_store_reap_failures_total", "Background cleaner passes that failed.", store.reapFailures);
+    if (store.records)
+        gauge(out, "idemgate_store_records", "Records held by the embedded memory store (in flight and completed).", *store.records);
     return out;
 }
 

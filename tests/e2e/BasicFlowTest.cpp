@@ -87,6 +87,19 @@ BOOST_AUTO_TEST_CASE(unknownRouteIs404AndHealthAnswers) {
     BOOST_TEST(env.up.total() == 0);
 }
 
+BOOST_AUTO_TEST_CASE(metricsCountRequestsAndStoredRecords) {
+    Env env;
+    auto metrics = [&] { return http(env.port, Request{"GET", "/__idemgate/metrics", {}, "", false}).body; };
+    BOOST_TEST(metrics().find("\nidemgate_store_records 0\n") != std::string::npos, metrics());
+    BOOST_TEST(env.post("k-metrics-1", R"({"amount":1})").status == 201);
+    BOOST_TEST(env.post("k-metrics-2", R"({"amount":2})").status == 201);
+    BOOST_TEST(env.post("k-metrics-2", R"({"amount":2})").status == 201);  // a replay stores nothing
+    const std::string m = metrics();
+    BOOST_TEST(m.find("# TYPE idemgate_store_records gauge\nidemgate_store_records 2\n") != std::string::npos, m);
+    BOOST_TEST(m.find("\nidemgate_forwarded_total 2\n") != std::string::npos, m);
+    BOOST_TEST(m.find("\nidemgate_replayed_total 1\n") != std::string::npos, m);
+}
+
 BOOST_AUTO_TEST_CASE(sigtermExitsCleanly) {
     Env env;
     BOOST_TEST(env.post("k-basic-4", "{}").status == 201);
