@@ -42,9 +42,11 @@ RedisClusterRouter::~RedisClusterRouter() {
 
 std::shared_ptr<RedisClusterRouter::Node> RedisClusterRouter::nodeForLocked(const RedisEndpoint& announced) {
     auto& node = nodes_[announced.str()];
-    if (!node)
+    if (!node) {
+        const auto address = addressMap_(announced);
         node = std::make_shared<Node>(
-            Node{announced, RedisPool::create(addressMap_(announced), options_, config_.poolSize)});
+            Node{announced, RedisPool::create(address, options_, config_.poolSize), makeMultiplexer(address, config_)});
+    }
     return node;
 }
 
@@ -159,18 +161,11 @@ Result<RedisReply> RedisClusterRouter::execute(std::string_view key, const Redis
                               "redis cluster: no reachable node serves slot " + std::to_string(slot)};
             break;  // nodeForSlot already tried every known node and seed
         }
-        auto lease = node->pool->acquire(Clock::now() + std::min(left(deadline), config_.poolWaitTimeout));
-        if (!lease) {
-            last = lease.error();
-            refreshAfterFailure(deadline);
-            continue;
-        }
-        (*lease)->setCommandTimeout(std::clamp(left(deadline), milliseconds(1), config_.commandTimeout));
-        auto reply = runOnConnection(**lease, command, asking);
+        auto reply = tryOnce(*node, command, asking, deadline);
         if (!reply) {
-            lease = {};  // broken: dropped, never reused
-            // A node that does not answer in time is slow or paused, not gone: resending would only pile work
-            // on it and stretch the caller's wait, so the unknown outcome goes back to the caller at once.
+            // No connection (Unavailable, nothing sent) or a lost one (dropped, never reused). A node that does
+            // not answer in time is slow or paused, not gone: resending would only pile work on it and stretch
+            // the caller's wait, so the unknown outcome goes back to the caller at once.
             if (reply.error().kind == StoreError::Kind::Timeout) return std::unexpected(reply.error());
             last = reply.error();
             refreshAfterFailure(deadline);
@@ -207,6 +202,18 @@ Result<RedisReply> RedisClusterRouter::execute(std::string_view key, const Redis
         }
     }
     return std::unexpected(last);
+}
+
+Result<RedisReply> RedisClusterRouter::tryOnce(Node& node, const RedisCommand& command, bool asking,
+                                               Clock::time_point deadline) {
+    const auto sendWait = std::min(left(deadline), config_.poolWaitTimeout);
+    const auto timeout = std::clamp(left(deadline), milliseconds(1), config_.commandTimeout);
+    // ASKING must immediately precede its command on the same connection: a leased one (ASK is rare).
+    if (node.mux && !asking) return runOnMultiplexer(*node.mux, command, sendWait, timeout);
+    auto lease = node.pool->acquire(Clock::now() + sendWait);
+    if (!lease) return std::unexpected(lease.error());
+    (*lease)->setCommandTimeout(timeout);
+    return runOnConnection(**lease, command, asking);  // a broken connection is dropped with the lease
 }
 
 Result<std::vector<RedisNodeReply>> RedisClusterRouter::executeOnMasters(const RedisArgv& argv) {

@@ -7,13 +7,14 @@
 //    that is down is skipped; if none answers, the map is read lazily on the first command), every
 //    slotRefreshInterval by a background thread (0: no periodic refresh), and on demand (MOVED, lost
 //    connections, unknown slot).
-//  - One bounded RedisPool per node.
+//  - Per node, a RedisMultiplexer (shared, pipelined connections; none when pipelineConnections is 0) for
+//    ordinary commands, and one bounded RedisPool for ASKING + command, CLUSTER SLOTS and executeOnMasters.
 //  - execute() makes at most maxRedirects attempts under one deadline (poolWaitTimeout + commandTimeout):
 //    MOVED updates that slot, asks for a refresh and retries at the new node; ASK sends ASKING + the command
-//    in one write to the target, without touching the map; TRYAGAIN / CLUSTERDOWN back off briefly and
-//    retry; NOSCRIPT resends the fallback (EVAL); a lost connection (reset, closed, refused) drops the
-//    connection, refreshes the map and retries: the slot may have failed over. Retrying after an unknown
-//    outcome is safe only because every store script is idempotent per token. A command timeout is
+//    in one write to the target on a leased connection, without touching the map; TRYAGAIN / CLUSTERDOWN back
+//    off briefly and retry; NOSCRIPT resends the fallback (EVAL); a lost connection (reset, closed, refused)
+//    drops the connection, refreshes the map and retries: the slot may have failed over. Retrying after an
+//    unknown outcome is safe only because every store script is idempotent per token. A command timeout is
 //    returned at once (Timeout): the node is slow or paused, not gone.
 //
 // Thread-safety: safe for concurrent use. The destructor stops the refresh thread promptly (it waits at
@@ -55,10 +56,11 @@ public:
     std::optional<RedisEndpoint> masterOf(std::uint16_t slot) const;
 
 private:
-    /// A node as the cluster announces it, and the pool that reaches it (through addressMap_).
+    /// A node as the cluster announces it, and the connections that reach it (through addressMap_).
     struct Node {
         RedisEndpoint announced;
         std::shared_ptr<RedisPool> pool;
+        std::unique_ptr<RedisMultiplexer> mux;  ///< null: pipelining off
     };
     using SlotTable = std::array<std::shared_ptr<Node>, kRedisSlotCount>;
 
@@ -69,6 +71,8 @@ private:
     void refreshAfterFailure(Clock::time_point deadline);
     void requestRefresh();
     void refreshLoop();
+    /// One attempt on `node` (multiplexed, or leased for ASK or with pipelining off), within `deadline`.
+    Result<RedisReply> tryOnce(Node& node, const RedisCommand& command, bool asking, Clock::time_point deadline);
 
     const RedisStoreConfig config_;
     const RedisConnectionOptions options_;

@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <sys/socket.h>
@@ -187,49 +188,58 @@ StoreError RedisConnection::fail(int savedErrno) {
 }
 
 Result<RedisReply> RedisConnection::command(const RedisArgv& argv) {
-    if (broken_) return std::unexpected(StoreError{StoreError::Kind::Unavailable, "redis connection is broken"});
-    std::vector<const char*> ptrs;
-    std::vector<std::size_t> lens;
-    ptrs.reserve(argv.size());
-    lens.reserve(argv.size());
-    for (auto a : argv) {
-        ptrs.push_back(a.data());
-        lens.push_back(a.size());
-    }
-    errno = 0;
-    ReplyPtr reply(static_cast<redisReply*>(
-        redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), ptrs.data(), lens.data())));
-    const int savedErrno = errno;
-    if (!reply) return std::unexpected(fail(savedErrno));
-    return convert(*reply);
+    if (auto queued = append(argv); !queued) return std::unexpected(queued.error());
+    return readReply();
 }
 
 Result<std::vector<RedisReply>> RedisConnection::pipeline(std::span<const RedisArgv> commands) {
-    if (broken_) return std::unexpected(StoreError{StoreError::Kind::Unavailable, "redis connection is broken"});
-    std::vector<const char*> ptrs;
-    std::vector<std::size_t> lens;
-    for (const auto& argv : commands) {
-        ptrs.clear();
-        lens.clear();
-        for (auto a : argv) {
-            ptrs.push_back(a.data());
-            lens.push_back(a.size());
-        }
-        if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv.size()), ptrs.data(), lens.data()) != REDIS_OK)
-            return std::unexpected(fail(errno));
-    }
+    for (const auto& argv : commands)
+        if (auto queued = append(argv); !queued) return std::unexpected(queued.error());
     std::vector<RedisReply> out;
     out.reserve(commands.size());
     for (std::size_t i = 0; i < commands.size(); ++i) {
-        void* raw = nullptr;
-        errno = 0;
-        const int rc = redisGetReply(ctx_.get(), &raw);
-        const int savedErrno = errno;
-        ReplyPtr reply(static_cast<redisReply*>(raw));
-        if (rc != REDIS_OK || !reply) return std::unexpected(fail(savedErrno));
-        out.push_back(convert(*reply));
+        auto reply = readReply();
+        if (!reply) return std::unexpected(reply.error());
+        out.push_back(std::move(*reply));
     }
     return out;
+}
+
+Result<void> RedisConnection::append(const RedisArgv& argv) {
+    if (broken_) return std::unexpected(StoreError{StoreError::Kind::Unavailable, "redis connection is broken"});
+    // Our commands have a handful of arguments: no allocation for the pointer and length arrays.
+    constexpr std::size_t kInline = 16;
+    std::array<const char*, kInline> ptrsInline;
+    std::array<std::size_t, kInline> lensInline;
+    std::vector<const char*> ptrsHeap;
+    std::vector<std::size_t> lensHeap;
+    const char** ptrs = ptrsInline.data();
+    std::size_t* lens = lensInline.data();
+    if (argv.size() > kInline) {
+        ptrsHeap.resize(argv.size());
+        lensHeap.resize(argv.size());
+        ptrs = ptrsHeap.data();
+        lens = lensHeap.data();
+    }
+    for (std::size_t i = 0; i < argv.size(); ++i) {
+        ptrs[i] = argv[i].data();
+        lens[i] = argv[i].size();
+    }
+    errno = 0;
+    if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(argv.size()), ptrs, lens) != REDIS_OK)
+        return std::unexpected(fail(errno));
+    return {};
+}
+
+Result<RedisReply> RedisConnection::readReply() {
+    if (broken_) return std::unexpected(StoreError{StoreError::Kind::Unavailable, "redis connection is broken"});
+    void* raw = nullptr;
+    errno = 0;
+    const int rc = redisGetReply(ctx_.get(), &raw);
+    const int savedErrno = errno;
+    ReplyPtr reply(static_cast<redisReply*>(raw));
+    if (rc != REDIS_OK || !reply) return std::unexpected(fail(savedErrno));
+    return convert(*reply);
 }
 
 void RedisConnection::setCommandTimeout(std::chrono::milliseconds timeout) {

@@ -13,8 +13,8 @@
 //    StoreError (OOM, READONLY, LOADING, MASTERDOWN, CLUSTERDOWN -> Unavailable; WRONGTYPE -> Corrupt).
 //  - Never sends HELLO 3: hiredis 0.14 cannot parse RESP3.
 //
-// Thread-safety: a RedisConnection is used by one thread at a time (RedisPool hands it out exclusively).
-// The free functions are pure.
+// Thread-safety: a RedisConnection is used by one thread at a time (RedisPool hands it out exclusively;
+// RedisMultiplexer lets only its current leader touch it). The free functions are pure.
 
 #include "storage/Store.h"
 
@@ -120,6 +120,15 @@ public:
 
     /// Sends all commands in one write and reads one reply per command (e.g. ASKING + EVALSHA).
     Result<std::vector<RedisReply>> pipeline(std::span<const RedisArgv> commands);
+
+    /// The two halves of a pipeline, for callers that need each reply as it is read (RedisMultiplexer).
+    /// append() only queues the command in the connection's output buffer: nothing is sent yet. It fails
+    /// (Unavailable, connection broken) only if the buffer cannot grow, or if the connection is broken.
+    Result<void> append(const RedisArgv& argv);
+    /// Sends everything append() queued (on the first call after it: one write, repeated only for what the
+    /// socket did not take) and returns the next reply, in order. A transport failure is mapped as in
+    /// command() and breaks the connection: the replies not read yet are lost.
+    Result<RedisReply> readReply();
 
     /// Bounds the next commands' socket reads and writes (at least 1 ms). Cheap when unchanged.
     void setCommandTimeout(std::chrono::milliseconds timeout);

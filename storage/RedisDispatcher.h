@@ -1,16 +1,24 @@
 #pragma once
 // Internal to the Redis stores: where a command goes. RedisStore speaks only to this interface; the
-// standalone implementation (one pool) lives here, the cluster one in RedisClusterRouter.h.
+// standalone implementation lives here, the cluster one in RedisClusterRouter.h.
+//
+// Each node is reached two ways: a RedisMultiplexer (shared connections on which concurrent commands are
+// pipelined; config pipelineConnections) for execute(), and a RedisPool (poolSize exclusive connections) for
+// what needs a connection of its own: ASKING + command, CLUSTER SLOTS, executeOnMasters. With
+// pipelineConnections 0 there is no multiplexer and execute() leases from the pool as well.
 //
 // Contract of execute():
-//  - The command runs once on the node serving `key`, under one deadline (pool wait + command timeout).
-//  - NOSCRIPT is answered by resending `onNoScript` (EVAL for EVALSHA) on the same connection.
+//  - The command runs once on the node serving `key`, under one deadline (wait for a connection + command
+//    timeout).
+//  - NOSCRIPT is answered by resending `onNoScript` (EVAL for EVALSHA) to the same node (on the same
+//    connection when leased).
 //  - The returned reply is never an error reply: server errors that remain after routing are mapped to
 //    StoreError by mapErrorReply, transport failures by mapTransportError.
 //
 // Thread-safety: implementations are safe for concurrent use.
 
 #include "storage/RedisConnection.h"
+#include "storage/RedisMultiplexer.h"
 #include "storage/RedisPool.h"
 #include "storage/StoreConfig.h"
 
@@ -53,7 +61,17 @@ RedisConnectionOptions connectionOptions(const RedisStoreConfig& config);
 /// same way. Returns the command's raw reply, routing errors included.
 Result<RedisReply> runOnConnection(RedisConnection& conn, const RedisCommand& command, bool asking);
 
-/// A single Redis server behind one bounded pool.
+/// Sends `command` through `mux` (waiting at most `sendWait` to be sent, each socket operation bounded by
+/// `timeout`) and, on NOSCRIPT, its fallback the same way. Returns the command's raw reply, routing errors
+/// included.
+Result<RedisReply> runOnMultiplexer(RedisMultiplexer& mux, const RedisCommand& command,
+                                    std::chrono::milliseconds sendWait, std::chrono::milliseconds timeout);
+
+/// The node's multiplexer for the store config, or null when pipelining is off (pipelineConnections 0).
+std::unique_ptr<RedisMultiplexer> makeMultiplexer(const RedisEndpoint& endpoint, const RedisStoreConfig& config);
+
+/// A single Redis server: its multiplexer (execute) and one bounded pool (executeOnMasters, and execute when
+/// pipelining is off).
 class RedisStandaloneDispatcher final : public RedisDispatcher {
 public:
     explicit RedisStandaloneDispatcher(const RedisStoreConfig& config);
@@ -62,9 +80,10 @@ public:
     Result<std::vector<RedisNodeReply>> executeOnMasters(const RedisArgv& argv) override;
 
 private:
-    Result<RedisReply> runRaw(const RedisCommand& command);
+    Result<RedisReply> runLeased(const RedisCommand& command);
 
     std::shared_ptr<RedisPool> pool_;
+    std::unique_ptr<RedisMultiplexer> mux_;  ///< null: pipelining off
     std::chrono::milliseconds poolWait_;
 };
 

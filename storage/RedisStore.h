@@ -15,7 +15,8 @@
 // error otherwise: connections are opened lazily and every call then fails with Unavailable until the store
 // is back, and the store recovers by itself.
 //
-// Thread-safety: both stores are safe for concurrent use (a bounded connection pool per node).
+// Thread-safety: both stores are safe for concurrent use (per node, a few shared connections on which
+// concurrent commands are pipelined, RedisMultiplexer.h, and a bounded pool of exclusive ones).
 
 #include "storage/Store.h"
 #include "storage/StoreConfig.h"

@@ -28,10 +28,15 @@ struct RedisStoreConfig {
     std::vector<HostPort> nodes;          ///< type: redis-cluster: seed nodes
     std::string password;                 ///< resolved from password_env / password_file; empty: no AUTH
     std::string keyPrefix = "idem:v1:";   ///< records live at <prefix>{<record id>}
-    std::size_t poolSize = 16;            ///< connections per node
+    std::size_t pipelineConnections = 2;  ///< shared connections per node on which the record commands of
+                                          ///< concurrent requests are pipelined (as many again are opened for
+                                          ///< low concurrency); 0: none, every command leases a pooled one
+    std::size_t poolSize = 16;            ///< exclusive connections per node: ASK redirects, CLUSTER SLOTS, PING
+                                          ///< and CONFIG GET; every command when pipelineConnections is 0
     Millis connectTimeout{500};
     Millis commandTimeout{1000};
-    Millis poolWaitTimeout{1000};         ///< bound on waiting for a free connection
+    Millis poolWaitTimeout{1000};         ///< bound on waiting for a free connection (pooled) or to be sent
+                                          ///< (pipelined)
     bool requireNoEviction = false;       ///< maxmemory-policy other than noeviction: fatal instead of a warning
     int maxRedirects = 5;                 ///< MOVED/ASK/TRYAGAIN attempts under one deadline (cluster)
     Millis slotRefreshInterval{10000};    ///< periodic CLUSTER SLOTS refresh (cluster)

@@ -132,12 +132,12 @@ const std::vector<std::string_view> kStoreKeys{"type", "max_response_size", "mem
                                                "postgres"};
 const std::vector<std::string_view> kMemoryKeys{"max_records", "shards", "sweep_interval"};
 const std::vector<std::string_view> kRedisKeys{"address", "password_env", "password_file", "key_prefix", "pool_size",
-                                               "connect_timeout", "command_timeout", "pool_wait_timeout",
-                                               "require_noeviction"};
+                                               "pipeline_connections", "connect_timeout", "command_timeout",
+                                               "pool_wait_timeout", "require_noeviction"};
 const std::vector<std::string_view> kRedisClusterKeys{"nodes", "password_env", "password_file", "key_prefix",
-                                                      "pool_size", "connect_timeout", "command_timeout",
-                                                      "pool_wait_timeout", "require_noeviction", "max_redirects",
-                                                      "slot_refresh_interval"};
+                                                      "pool_size", "pipeline_connections", "connect_timeout",
+                                                      "command_timeout", "pool_wait_timeout", "require_noeviction",
+                                                      "max_redirects", "slot_refresh_interval"};
 const std::vector<std::string_view> kPostgresKeys{"url", "password_env", "password_file", "table", "pool_size",
                                                   "connect_timeout", "statement_timeout", "pool_wait_timeout",
                                                   "migrate_on_start", "reap_interval", "reap_batch"};
@@ -752,6 +752,8 @@ void Loader::readRedis(const Section& s, storage::RedisStoreConfig& out, bool cl
     }
     if (const Entry* v = s.find("pool_size"))
         out.poolSize = static_cast<std::size_t>(integer(*v, s.pathOf("pool_size"), 1, 65535));
+    if (const Entry* v = s.find("pipeline_connections"))
+        out.pipelineConnections = static_cast<std::size_t>(integer(*v, s.pathOf("pipeline_connections"), 0, 64));
     if (const Entry* v = s.find("connect_timeout"))
         out.connectTimeout = duration(*v, s.pathOf("connect_timeout"), false);
     if (const Entry* v = s.find("command_timeout"))
@@ -2032,6 +2034,7 @@ std::string describeConfig(const Config& c) {
         describePassword(o, "    ", r.password);
         o << "    key_prefix: " << yamlString(r.keyPrefix) << "\n";
         o << "    pool_size: " << r.poolSize << "\n";
+        o << "    pipeline_connections: " << r.pipelineConnections << "\n";
         o << "    connect_timeout: " << formatDuration(r.connectTimeout) << "\n";
         o << "    command_timeout: " << formatDuration(r.commandTimeout) << "\n";
         o << "    pool_wait_timeout: " << formatDuration(r.poolWaitTimeout) << "\n";

@@ -345,7 +345,8 @@ BOOST_AUTO_TEST_CASE(slot_migration_under_traffic) {
     for (;;) {
         auto keys = src.ok({"CLUSTER", "GETKEYSINSLOT", slotText, "3"});
         if (keys.array().empty()) break;
-        storage::RedisArgv migrate{"MIGRATE", target.host, std::to_string(target.port), "", "0", "5000", "KEYS"};
+        const std::string port = std::to_string(target.port);  // RedisArgv holds views: keep the text alive
+        storage::RedisArgv migrate{"MIGRATE", target.host, port, "", "0", "5000", "KEYS"};
         for (const auto& k : keys.array()) migrate.push_back(k.str());
         src.ok(migrate);
         moved += keys.array().size();

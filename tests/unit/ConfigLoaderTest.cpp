@@ -122,6 +122,7 @@ std::vector<BadCase> badCases() {
         {"url query", withUrl("http://127.0.0.1:9090/a?b=c"), "upstreams.up.url", "query or fragment"},
         {"url user info", withUrl("http://u:p@127.0.0.1:9090"), "upstreams.up.url", "user info"},
         {"upstream pool zero", upstream("pool_size: 0"), "upstreams.up.pool_size", "from 1 to 65535"},
+        {"redis pipeline too many", top("store: {type: redis, redis: {pipeline_connections: 65}}"), "store.redis.pipeline_connections", "from 0 to 64"},
         {"upstream timeout zero", upstream("timeout: 0s"), "upstreams.up.timeout", "must be greater than 0"},
         {"bad upstream name", "upstreams: {\"up stream\": {url: http://127.0.0.1:1}}\nroutes: {r: {path: /p, upstream: up}}\n", "upstreams.up stream", "upstream names may use"},
         // Listen addresses.
@@ -646,8 +647,8 @@ BOOST_AUTO_TEST_CASE(storeBackendsAndSecrets) {
     const EnvVar redisPw("IDEMGATE_TEST_REDIS_PW", "s3cr3t-redis");
     const Config r = loadConfigString(
         top("store:\n  type: redis\n  redis: {address: \"redis.local:6380\", password_env: IDEMGATE_TEST_REDIS_PW, "
-            "key_prefix: \"t:\", pool_size: 2, connect_timeout: 100ms, command_timeout: 200ms, "
-            "pool_wait_timeout: 300ms, require_noeviction: true}"),
+            "key_prefix: \"t:\", pool_size: 2, pipeline_connections: 0, connect_timeout: 100ms, "
+            "command_timeout: 200ms, pool_wait_timeout: 300ms, require_noeviction: true}"),
         "t.yaml");
     BOOST_TEST((r.store.type == StoreType::Redis));
     BOOST_TEST(r.store.redis.address.host == "redis.local");
@@ -655,6 +656,7 @@ BOOST_AUTO_TEST_CASE(storeBackendsAndSecrets) {
     BOOST_TEST(r.store.redis.password == "s3cr3t-redis");
     BOOST_TEST(r.store.redis.keyPrefix == "t:");
     BOOST_TEST(r.store.redis.poolSize == 2u);
+    BOOST_TEST(r.store.redis.pipelineConnections == 0u);  // pipelining off
     BOOST_TEST(r.store.redis.connectTimeout.count() == 100);
     BOOST_TEST(r.store.redis.commandTimeout.count() == 200);
     BOOST_TEST(r.store.redis.poolWaitTimeout.count() == 300);
@@ -662,13 +664,16 @@ BOOST_AUTO_TEST_CASE(storeBackendsAndSecrets) {
 
     const Config rc = loadConfigString(
         top("store:\n  type: redis-cluster\n  redis_cluster: {nodes: [\"127.0.0.1:7000\", \"[::1]:7001\"], "
-            "max_redirects: 3, slot_refresh_interval: 2s}"),
+            "max_redirects: 3, slot_refresh_interval: 2s, pipeline_connections: 4}"),
         "t.yaml");
     BOOST_TEST((rc.store.type == StoreType::RedisCluster));
     BOOST_REQUIRE_EQUAL(rc.store.redis.nodes.size(), 2u);
     BOOST_TEST(rc.store.redis.nodes[1].host == "::1");
     BOOST_TEST(rc.store.redis.nodes[1].port == 7001);
     BOOST_TEST(rc.store.redis.maxRedirects == 3);
+    BOOST_TEST(rc.store.redis.pipelineConnections == 4u);
+    BOOST_TEST(rc.store.redis.poolSize == 16u);  // defaults
+    BOOST_TEST(idem::storage::RedisStoreConfig{}.pipelineConnections == 2u);
     BOOST_TEST(rc.store.redis.slotRefreshInterval.count() == 2'000);
     BOOST_TEST(rc.store.redis.password.empty());
 
