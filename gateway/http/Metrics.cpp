@@ -3,32 +3,29 @@
 namespace idem::http {
 namespace {
 
-void counter(std::string& out, const char* name, const char* help, std::uint64_t value) {
+/// One metric in the Prometheus text format: HELP, TYPE (`counter` or `gauge`) and the value.
+void metric(std::string& out, const char* type, const char* name, const char* help, std::uint64_t value) {
     out += "# HELP ";
     out += name;
     out += ' ';
     out += help;
     out += "\n# TYPE ";
     out += name;
-    out += " counter\n";
+    out += ' ';
+    out += type;
+    out += '\n';
     out += name;
     out += ' ';
     out += std::to_string(value);
     out += '\n';
 }
 
+void counter(std::string& out, const char* name, const char* help, std::uint64_t value) {
+    metric(out, "counter", name, help, value);
+}
+
 void gauge(std::string& out, const char* name, const char* help, std::uint64_t value) {
-    out += "# HELP ";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE ";
-    out += name;
-    out += " gauge\n";
-    out += name;
-    out += ' ';
-    out += std::to_string(value);
-    out += '\n';
+    metric(out, "gauge", name, help, value);
 }
 
 }  // namespace
