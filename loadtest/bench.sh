@@ -54,8 +54,8 @@ while (($#)); do
 done
 [[ $UPSTREAM_KIND == nginx || $UPSTREAM_KIND == mock ]] || { echo "bench: --upstream nginx|mock" >&2; exit 2; }
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=bench
+source "$ROOT/loadtest/lib.sh"
 
 # ------------------------------------------------------------------------------------------- setup
 need=()
@@ -66,24 +66,8 @@ command -v redis-server >/dev/null || need+=(redis-server redis-tools)
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || need+=(postgresql)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})); then
-  log "installing ${need[*]}"
-  sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-if [[ ! -f $BUILD/CMakeCache.txt ]]; then
-  log "configuring $BUILD"
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-log "building idemgate, idemgate-mock-upstream, idemgate-loadtest in $BUILD"
-if ! cmake --build "$BUILD" -j"$(nproc)" --target idemgate idemgate-mock-upstream idemgate-loadtest >"${TMPDIR:-/tmp}/idemgate-bench-build.log" 2>&1; then
-  for b in idemgate idemgate-mock-upstream idemgate-loadtest; do
-    [[ -x $BUILD/$b ]] || die "the build failed and $BUILD/$b is missing: see ${TMPDIR:-/tmp}/idemgate-bench-build.log"
-  done
-  log "warning: the build failed (${TMPDIR:-/tmp}/idemgate-bench-build.log); measuring the binaries already in $BUILD"
-fi
+install_packages "${need[@]}"
+build_tools
 LOADTEST=$BUILD/idemgate-loadtest
 
 WORK=$(mktemp -d /tmp/idemgate-bench.XXXXXX)
@@ -93,20 +77,6 @@ PIDS=()
 REDIS_DIR=""
 PG_DIR=""
 
-pid_alive() {
-  local state
-  [[ -r /proc/$1/stat ]] || return 1
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ $state != Z && $state != X ]]
-}
-stop_pid() {
-  local pid=$1
-  pid_alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do pid_alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -119,54 +89,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-wait_port() {  # PORT PID NAME
-  for _ in $(seq 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    pid_alive "$2" || die "$3 exited at start (see $WORK/$3.log): $(tail -5 "$WORK/$3.log" 2>/dev/null)"
-    sleep 0.05
-  done
-  die "$3 did not listen on port $1 (see $WORK/$3.log)"
-}
-start() {  # NAME PORT CMD...: starts CMD in the background with its output in WORK/NAME.log
-  local name=$1 port=$2
-  shift 2
-  "$@" >"$WORK/$name.log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  wait_port "$port" "$pid" "$name"
-}
-nginx_user=""
-[[ $(id -u) -eq 0 ]] && nginx_user="user root root;"
-nginx_conf() {  # DIR PORT SERVER-BLOCK-BODY [HTTP-EXTRA]
-  local dir=$1 port=$2 body=$3 extra=${4:-}
-  mkdir -p "$dir/tmp"
-  cat >"$dir/nginx.conf" <<EOF
-$nginx_user
-worker_processes auto;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 75s;
-  client_body_temp_path $dir/tmp/body;
-  proxy_temp_path $dir/tmp/proxy;
-  fastcgi_temp_path $dir/tmp/fastcgi;
-  uwsgi_temp_path $dir/tmp/uwsgi;
-  scgi_temp_path $dir/tmp/scgi;
-  $extra
-  server {
-    listen 127.0.0.1:$port;
-    $body
-  }
-}
-EOF
-  nginx -t -q -p "$dir" -c "$dir/nginx.conf" || die "nginx rejected $dir/nginx.conf"
-}
 
 # ------------------------------------------------------------------------------------ the systems
 log "work dir $WORK; upstream for the proxies: $UPSTREAM_KIND"

@@ -68,31 +68,15 @@ done
 ((SEGMENT * 2 <= TTL)) || { echo "soak: --segment ($SEGMENT s) must be at most half the --ttl ($TTL s)" >&2; exit 2; }
 ((SEGMENT >= 5)) || { echo "soak: --segment must be at least 5 s" >&2; exit 2; }
 
-log() { printf '[soak %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=soak
+source "$ROOT/loadtest/lib.sh"
 
 # ------------------------------------------------------------------------------------------- setup
 need=()
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})); then
-  log "installing ${need[*]}"
-  sudo=""; [[ $(id -u) -ne 0 ]] && sudo=sudo
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-if [[ ! -f $BUILD/CMakeCache.txt ]]; then
-  log "configuring $BUILD"
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-log "building idemgate, idemgate-mock-upstream, idemgate-loadtest in $BUILD"
-if ! cmake --build "$BUILD" -j"$(nproc)" --target idemgate idemgate-mock-upstream idemgate-loadtest >"${TMPDIR:-/tmp}/idemgate-soak-build.log" 2>&1; then
-  for b in idemgate idemgate-mock-upstream idemgate-loadtest; do
-    [[ -x $BUILD/$b ]] || die "the build failed and $BUILD/$b is missing: see ${TMPDIR:-/tmp}/idemgate-soak-build.log"
-  done
-  log "warning: the build failed (${TMPDIR:-/tmp}/idemgate-soak-build.log); running the binaries already in $BUILD"
-fi
+install_packages "${need[@]}"
+build_tools
 
 # The sources the binaries are built from (--build-dir may point at another checkout).
 SRC_DIR=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt")
@@ -100,20 +84,6 @@ WORK=$(mktemp -d /tmp/idemgate-soak.XXXXXX)
 mkdir -p "$WORK/segments"
 PIDS=()
 
-pid_alive() {
-  local state
-  [[ -r /proc/$1/stat ]] || return 1
-  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [[ $state != Z && $state != X ]]
-}
-stop_pid() {
-  local pid=$1
-  pid_alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do pid_alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -124,26 +94,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-wait_port() {  # PORT PID NAME
-  for _ in $(seq 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    pid_alive "$2" || die "$3 exited at start (see $WORK/$3.log): $(tail -5 "$WORK/$3.log" 2>/dev/null)"
-    sleep 0.05
-  done
-  die "$3 did not listen on port $1 (see $WORK/$3.log)"
-}
-LAST_PID=""
-start() {  # NAME PORT CMD...
-  local name=$1 port=$2
-  shift 2
-  "$@" >"$WORK/$name.log" 2>&1 &
-  LAST_PID=$!
-  PIDS+=("$LAST_PID")
-  wait_port "$port" "$LAST_PID" "$name"
-}
 
 DATE=$(date -u +%Y%m%d-%H%M%S)
 [[ -n $OUT ]] || OUT=$ROOT/loadtest/results/soak-$DATE.json
