@@ -3,6 +3,8 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include "gateway/io/Fiber.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -58,10 +60,9 @@ PgFailure pgError(pg_conn* conn, const pg_result* res, const std::string& what) 
 /// Returns false on timeout.
 bool waitSocket(int fd, bool write, Clock::time_point deadline, std::string& err) {
     for (;;) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-        if (left <= 0) return false;
-        pollfd p{fd, static_cast<short>(POLLIN | (write ? POLLOUT : 0)), 0};
-        const int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60'000)));
+        if (deadline <= Clock::now()) return false;
+        // io::waitFd: on a fiber the loop runs other requests meanwhile (gateway/io/Fiber.h).
+        const int n = io::waitFd(fd, static_cast<short>(POLLIN | (write ? POLLOUT : 0)), deadline);
         if (n > 0) return true;
         if (n < 0 && errno != EINTR) {
             err = std::strerror(errno);
@@ -223,10 +224,21 @@ Result<std::unique_ptr<PgConnection>> PgConnection::connect(const PgConnectOptio
     keys.push_back(nullptr);
     values.push_back(nullptr);
 
-    pg_conn* raw = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+    // Connected step by step (PQconnectPoll) through io::waitFd, so a fiber never blocks its loop on a slow
+    // or unreachable server; the whole connect, every host tried included, is bounded by connect_timeout.
+    pg_conn* raw = PQconnectStartParams(keys.data(), values.data(), /*expand_dbname=*/1);
     if (!raw) return std::unexpected(unavailable("postgres connect: out of memory"));
     std::unique_ptr<PgConnection> conn(new PgConnection(raw, o.statementTimeout));
-    if (PQstatus(raw) != CONNECTION_OK)
+    const auto deadline = Clock::now() + std::chrono::seconds(secs);
+    PostgresPollingStatusType polling = PQstatus(raw) == CONNECTION_BAD ? PGRES_POLLING_FAILED : PGRES_POLLING_WRITING;
+    while (polling != PGRES_POLLING_OK && polling != PGRES_POLLING_FAILED) {
+        const short events = polling == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+        if (io::waitFd(PQsocket(raw), events, deadline) <= 0)
+            return std::unexpected(unavailable("postgres connect: no answer within connect_timeout (" +
+                                               std::to_string(secs) + "s)"));
+        polling = PQconnectPoll(raw);
+    }
+    if (polling == PGRES_POLLING_FAILED || PQstatus(raw) != CONNECTION_OK)
         return std::unexpected(unavailable("postgres connect: " + trimmed(PQerrorMessage(raw))));
     PQsetNoticeProcessor(raw, [](void*, const char*) {}, nullptr);  // "already exists, skipping" etc.
     if (PQsetnonblocking(raw, 1) != 0)

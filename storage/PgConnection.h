@@ -23,6 +23,8 @@
 
 #include <array>
 #include <chrono>
+#include "gateway/io/Fiber.h"
+
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -205,7 +207,7 @@ private:
     const std::size_t size_;
     const Millis waitTimeout_;
     std::mutex mu_;
-    std::condition_variable freed_;
+    io::CondVar freed_;  ///< fibers and threads wait here for a connection
     std::vector<std::unique_ptr<PgConnection>> idle_;
     std::size_t open_ = 0;  ///< connections in use, idle, or being opened
 };

@@ -1,5 +1,7 @@
 #include "storage/RedisClusterRouter.h"
 
+#include "gateway/io/Fiber.h"
+
 #include <algorithm>
 #include <set>
 
@@ -193,7 +195,7 @@ Result<RedisReply> RedisClusterRouter::execute(std::string_view key, const Redis
         case RedisErrorClass::Kind::TryAgain:
         case RedisErrorClass::Kind::ClusterDown:
             last = mapErrorReply(reply->errorText());
-            std::this_thread::sleep_for(std::clamp(left(deadline), milliseconds(0), backoff));
+            io::sleepFor(std::clamp(left(deadline), milliseconds(0), backoff));
             backoff = std::min(backoff * 2, kMaxBackoff);
             continue;
         case RedisErrorClass::Kind::NoScript:

@@ -1,10 +1,17 @@
 #include "storage/RedisConnection.h"
 
+#include "gateway/io/Fiber.h"
+
+extern "C" {  // hiredis 0.14 includes sds.h (sdsrange) outside its own extern "C"
 #include <hiredis/hiredis.h>
+}
 
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -152,13 +159,32 @@ RedisConnection::~RedisConnection() = default;
 
 Result<std::unique_ptr<RedisConnection>> RedisConnection::open(const RedisEndpoint& endpoint,
                                                                const RedisConnectionOptions& options) {
+    const bool onFiber = io::inFiber();
+    // On a fiber the connect must not block the loop: started non-blocking, awaited with io::waitFd, and
+    // then the context is turned into the blocking kind the rest of this class (and hiredis) expects.
     std::unique_ptr<redisContext, ContextDeleter> ctx(
-        redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port, toTimeval(options.connectTimeout)));
+        onFiber ? redisConnectNonBlock(endpoint.host.c_str(), endpoint.port)
+                : redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port, toTimeval(options.connectTimeout)));
     if (!ctx) return std::unexpected(StoreError{StoreError::Kind::Unavailable, "redis: cannot allocate a context"});
     if (ctx->err) {
         auto e = mapTransportError(ctx->err, ctx->errstr, errno, true);
         e.message += " (" + endpoint.str() + ")";
         return std::unexpected(std::move(e));
+    }
+    if (onFiber) {
+        const auto deadline = std::chrono::steady_clock::now() + std::max(options.connectTimeout, std::chrono::milliseconds(1));
+        const int ready = io::waitFd(ctx->fd, POLLOUT, deadline);
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (ready == 0) err = ETIMEDOUT;
+        else if (ready < 0 || ::getsockopt(ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        const int flags = err == 0 ? ::fcntl(ctx->fd, F_GETFL) : -1;
+        if (err == 0 && (flags < 0 || ::fcntl(ctx->fd, F_SETFL, flags & ~O_NONBLOCK) != 0)) err = errno;
+        if (err != 0)
+            return std::unexpected(StoreError{StoreError::Kind::Unavailable, "cannot connect to redis: " +
+                                                                                 std::string(std::strerror(err)) +
+                                                                                 " (" + endpoint.str() + ")"});
+        ctx->flags |= REDIS_BLOCK;
     }
     if (redisSetTimeout(ctx.get(), toTimeval(options.commandTimeout)) != REDIS_OK ||
         redisEnableKeepAlive(ctx.get()) != REDIS_OK) {
@@ -234,12 +260,72 @@ Result<void> RedisConnection::append(const RedisArgv& argv) {
 Result<RedisReply> RedisConnection::readReply() {
     if (broken_) return std::unexpected(StoreError{StoreError::Kind::Unavailable, "redis connection is broken"});
     void* raw = nullptr;
+    if (io::inFiber()) {
+        if (auto error = readOnFiber(&raw)) return std::unexpected(std::move(*error));
+        ReplyPtr reply(static_cast<redisReply*>(raw));
+        return convert(*reply);
+    }
     errno = 0;
     const int rc = redisGetReply(ctx_.get(), &raw);
     const int savedErrno = errno;
     ReplyPtr reply(static_cast<redisReply*>(raw));
     if (rc != REDIS_OK || !reply) return std::unexpected(fail(savedErrno));
     return convert(*reply);
+}
+
+std::optional<StoreError> RedisConnection::readOnFiber(void** raw) {
+    // What redisGetReply does on a blocking socket, with the waits in io::waitFd instead of in the kernel:
+    // flush the commands appended, then read until the reader holds a whole reply. Every call that touches
+    // the socket passes MSG_DONTWAIT (the socket itself is blocking, for use off a fiber).
+    redisContext* c = ctx_.get();
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    const auto ioFailure = [&](int hiredisErr, const char* text, int savedErrno) {
+        broken_ = true;
+        auto e = mapTransportError(hiredisErr, text, savedErrno, false);
+        e.message += " (" + endpoint_.str() + ")";
+        return e;
+    };
+    const auto timedOut = [&] { return ioFailure(REDIS_ERR_IO, "Resource temporarily unavailable", EAGAIN); };
+    if (redisGetReplyFromReader(c, raw) != REDIS_OK) return fail(errno);
+    if (*raw) return std::nullopt;  // parsed with an earlier read
+    while (sdslen(c->obuf) > 0) {
+        const ssize_t n = ::send(c->fd, c->obuf, sdslen(c->obuf), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            sdsrange(c->obuf, static_cast<int>(n), -1);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            const int ready = io::waitFd(c->fd, POLLOUT, deadline);
+            if (ready == 0) return timedOut();
+            if (ready > 0) continue;
+        }
+        const int e = errno;
+        return ioFailure(REDIS_ERR_IO, std::strerror(e), e);
+    }
+    char buffer[16 * 1024];
+    for (;;) {
+        const int ready = io::waitFd(c->fd, POLLIN, deadline);  // a reply needs a round trip: wait first
+        if (ready == 0) return timedOut();
+        if (ready < 0) {
+            const int e = errno;
+            return ioFailure(REDIS_ERR_IO, std::strerror(e), e);
+        }
+        const ssize_t n = ::recv(c->fd, buffer, sizeof buffer, MSG_DONTWAIT);
+        if (n == 0) return ioFailure(REDIS_ERR_EOF, "Server closed the connection", 0);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+            const int e = errno;
+            return ioFailure(REDIS_ERR_IO, std::strerror(e), e);
+        }
+        if (redisReaderFeed(c->reader, buffer, static_cast<std::size_t>(n)) != REDIS_OK ||
+            redisGetReplyFromReader(c, raw) != REDIS_OK) {
+            broken_ = true;
+            return StoreError{StoreError::Kind::Unavailable,
+                              "redis protocol error: " + std::string(c->reader->errstr) + " (" + endpoint_.str() + ")"};
+        }
+        if (*raw) return std::nullopt;
+    }
 }
 
 void RedisConnection::setCommandTimeout(std::chrono::milliseconds timeout) {

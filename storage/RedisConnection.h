@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -149,6 +150,8 @@ private:
     RedisConnection(RedisEndpoint endpoint, std::unique_ptr<redisContext, ContextDeleter> ctx,
                     std::chrono::milliseconds timeout);
     StoreError fail(int savedErrno);
+    /// readReply on a fiber: waits in io::waitFd, never in the kernel. An error, or nullopt with *raw set.
+    std::optional<StoreError> readOnFiber(void** raw);
 
     RedisEndpoint endpoint_;
     std::unique_ptr<redisContext, ContextDeleter> ctx_;

@@ -1,5 +1,7 @@
 #include "storage/RedisMultiplexer.h"
 
+#include "gateway/io/Fiber.h"
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -36,7 +38,7 @@ struct Call {
     // The caller's own wake-up: guarded by m. Set (and notified) with m held, so that the caller, which may
     // return and destroy this Call as soon as it sees the flag, never races the notification.
     std::mutex m;
-    std::condition_variable cv;
+    io::CondVar cv;  ///< parks a fiber, blocks a thread
     Wake wake = Wake::None;
 };
 

@@ -15,6 +15,8 @@
 #include "storage/RedisConnection.h"
 
 #include <chrono>
+#include "gateway/io/Fiber.h"
+
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
@@ -63,7 +65,7 @@ private:
     const RedisConnectionOptions options_;
     const std::size_t size_;
     std::mutex mutex_;
-    std::condition_variable freed_;
+    io::CondVar freed_;  ///< fibers and threads wait here for a connection
     std::vector<std::unique_ptr<RedisConnection>> idle_;
     std::size_t total_ = 0;  ///< idle + lent out + being opened
 };

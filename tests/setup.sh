@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(build-essential cmake pkg-config libpoco-dev libhiredis-dev libpq-dev libboost-test-dev
+packages=(build-essential cmake pkg-config libpoco-dev libhiredis-dev libpq-dev libboost-test-dev libboost-context-dev
           libyaml-cpp-dev libssl-dev curl)
 if [[ "${1:-}" == "--tests" ]]; then
   packages+=(redis-server redis-tools postgresql python3)

@@ -126,7 +126,7 @@ std::string namesOf(const std::array<Named<E>, N>& table) {
 const std::vector<std::string_view> kRootKeys{"server", "log", "store", "upstreams", "route_defaults", "routes"};
 const std::vector<std::string_view> kServerKeys{"listen", "max_threads", "max_queued", "keep_alive_timeout",
                                                 "max_keep_alive_requests", "receive_timeout", "send_timeout",
-                                                "engine", "max_connections"};
+                                                "engine", "max_connections", "io_threads"};
 const std::vector<std::string_view> kLogKeys{"level", "access_log"};
 const std::vector<std::string_view> kStoreKeys{"type", "max_response_size", "memory", "redis", "redis_cluster",
                                                "postgres"};
@@ -595,6 +595,8 @@ ServerConfig Loader::readServer(const Section& top) const {
     if (const Entry* v = s.find("engine")) out.engine = choice(*v, s.pathOf("engine"), kEngines);
     if (const Entry* v = s.find("max_connections"))
         out.maxConnections = static_cast<int>(integer(*v, s.pathOf("max_connections"), 1, 1000000));
+    if (const Entry* v = s.find("io_threads"))
+        out.ioThreads = static_cast<int>(integer(*v, s.pathOf("io_threads"), 0, 256));
     return out;
 }
 
@@ -2004,6 +2006,7 @@ std::string describeConfig(const Config& c) {
     o << "  send_timeout: " << formatDuration(c.server.sendTimeout) << "\n";
     o << "  engine: " << nameOf(kEngines, c.server.engine) << "\n";
     o << "  max_connections: " << c.server.maxConnections << "\n";
+    o << "  io_threads: " << c.server.ioThreads << "\n";
     o << "log:\n";
     o << "  level: " << nameOf(kLogLevels, c.log.level) << "\n";
     o << "  access_log: " << (c.log.accessLog ? "true" : "false") << "\n";

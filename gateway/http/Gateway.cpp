@@ -232,6 +232,7 @@ std::vector<std::string> Gateway::reload(config::Config config) {
     auto& newServer = config.server;
     if (newServer.host != oldServer.host || newServer.port != oldServer.port) notApplied.push_back("server.listen");
     if (newServer.engine != oldServer.engine || newServer.maxConnections != oldServer.maxConnections ||
+        newServer.ioThreads != oldServer.ioThreads ||
         newServer.maxThreads != oldServer.maxThreads || newServer.maxQueued != oldServer.maxQueued ||
         newServer.keepAliveTimeout != oldServer.keepAliveTimeout ||
         newServer.maxKeepAliveRequests != oldServer.maxKeepAliveRequests ||

@@ -4,6 +4,7 @@
 #include "gateway/core/Problem.h"
 #include "gateway/http/Log.h"
 #include "gateway/http/RequestDispatcher.h"
+#include "gateway/io/Fiber.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -20,7 +21,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -34,10 +34,10 @@ namespace {
 
 constexpr std::size_t kInitialBuffer = 16 * 1024;
 constexpr std::size_t kMaxBuffer = 128 * 1024;  ///< over the parser's head limits (8 KiB + 64 KiB)
-constexpr auto kThreadLinger = std::chrono::seconds(60);
+constexpr auto kAcceptSlice = std::chrono::milliseconds(200);  ///< the acceptor looks at stopping_ this often
 constexpr auto kLingerTime = std::chrono::milliseconds(2000);  ///< draining input before a close
 constexpr std::size_t kLingerBytes = 256 * 1024;
-constexpr std::size_t kMaxLingering = 1024;  ///< refused connections the acceptor closes gracefully
+constexpr int kMaxLingering = 1024;  ///< refused connections closed gracefully at once; beyond: closed now
 constexpr auto kRefusedLinger = std::chrono::milliseconds(1000);
 
 std::string_view reasonPhrase(int status) {
@@ -138,15 +138,18 @@ void appendNumber(std::string& out, std::uint64_t n) {
     out.append(digits, r.ptr);
 }
 
-/// Writes every byte of the iovecs (blocking socket, SO_SNDTIMEO bounds each call). False on error.
-bool sendAll(int fd, iovec* iov, int count) {
+/// Writes every byte of the iovecs (non-blocking socket; each wait for room is bounded by `timeout`,
+/// in io::waitFd). False on error or timeout.
+bool sendAll(int fd, iovec* iov, int count, std::chrono::milliseconds timeout) {
     while (count > 0) {
         msghdr msg{};
         msg.msg_iov = iov;
         msg.msg_iovlen = static_cast<std::size_t>(count);
-        const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+        const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR) continue;
+            if ((errno == EAGAIN || errno == EWOULDBLOCK) && io::waitFd(fd, POLLOUT, Clock::now() + timeout) > 0)
+                continue;
             return false;
         }
         auto left = static_cast<std::size_t>(n);
@@ -209,14 +212,6 @@ core::HttpResponse timeoutProblem() {
     return core::makeProblem(408, core::ProblemType::RequestTimeout, "the request was not received in time");
 }
 
-void setTimeout(int fd, int option, std::chrono::milliseconds ms) {
-    const auto count = std::max<std::int64_t>(ms.count(), 1);
-    timeval tv{};
-    tv.tv_sec = static_cast<time_t>(count / 1000);
-    tv.tv_usec = static_cast<suseconds_t>((count % 1000) * 1000);
-    ::setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
-}
-
 /// Half-closes, then reads and drops what the client still sends (bounded), so that the answer
 /// already written is not destroyed by a reset when unread input meets close().
 void drainBeforeClose(int fd) {
@@ -227,8 +222,7 @@ void drainBeforeClose(int fd) {
     while (dropped < kLingerBytes) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
         if (left.count() <= 0) break;
-        pollfd p{fd, POLLIN, 0};
-        const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+        const int ready = io::waitFd(fd, POLLIN, until);
         if (ready < 0 && errno == EINTR) continue;
         if (ready <= 0) break;
         const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
@@ -240,9 +234,10 @@ void drainBeforeClose(int fd) {
 
 }  // namespace
 
-/// A connection thread's own state, reused for every request and connection it serves.
+
+/// A connection's state, on its fiber's stack; registered so that stop() can reach its descriptor.
 struct NativeServer::Worker {
-    std::atomic<int> fd{-1};        ///< the connection being served, -1 between connections
+    std::atomic<int> fd{-1};        ///< the connection being served, -1 once it is closing
     std::atomic<bool> idle{false};  ///< waiting for the first byte of a request
     std::vector<char> in = std::vector<char>(kInitialBuffer);
     std::size_t begin = 0;  ///< unconsumed input: in[begin, end)
@@ -250,14 +245,13 @@ struct NativeServer::Worker {
     std::string head;  ///< rendered response head
     core::HttpRequest request;
     Parser parser;
-    std::int64_t receiveTimeoutMs = -1;  ///< the connection's current SO_RCVTIMEO
 };
 
 NativeServer::NativeServer(const config::ServerConfig& config, RequestDispatcher& dispatcher)
     : config_(config), dispatcher_(dispatcher) {}
 
 NativeServer::~NativeServer() {
-    if (acceptor_.joinable()) stop(std::chrono::milliseconds(0));
+    if (!threads_.empty()) stop(std::chrono::milliseconds(0));
 }
 
 void NativeServer::start() {
@@ -289,91 +283,64 @@ void NativeServer::start() {
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length);
     port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                               : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-    wakeFd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wakeFd_ < 0) {
-        ::close(fd);
-        throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
-    }
     listenFd_ = fd;
-    acceptor_ = std::thread([this] { acceptLoop(); });
+
+    int count = config_.ioThreads;
+    if (count <= 0) count = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    for (int i = 0; i < count; ++i) loops_.push_back(std::make_unique<io::Loop>(kStackSize));
+    perLoop_ = std::make_unique<std::atomic<int>[]>(loops_.size());
+    acceptorRunning_ = true;
+    loops_[0]->spawn([this] { acceptLoop(); });
+    for (auto& loop : loops_) {
+        threads_.emplace_back([loop = loop.get()] {
+            // Signals are for the application's own threads (SIGTERM, SIGHUP), never a loop thread.
+            sigset_t all;
+            sigfillset(&all);
+            pthread_sigmask(SIG_BLOCK, &all, nullptr);
+            loop->run();
+        });
+    }
+}
+
+std::size_t NativeServer::leastLoaded() const {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < loops_.size(); ++i)
+        if (perLoop_[i].load() < perLoop_[best].load()) best = i;
+    return best;
 }
 
 void NativeServer::acceptLoop() {
-    // Signals are for the application's own threads (SIGTERM, SIGHUP): this thread and the connection
-    // threads it starts (they inherit the mask) never take one.
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    for (;;) {
-        // Refused connections: drop what they send, close on EOF or after kRefusedLinger.
-        const auto now = Clock::now();
-        std::erase_if(lingering_, [&](const Lingering& l) {
-            char sink[1024];
-            ssize_t n;
-            while ((n = ::recv(l.fd, sink, sizeof sink, MSG_DONTWAIT)) > 0) {
-            }
-            const bool done = n == 0 || (errno != EAGAIN && errno != EINTR) || now >= l.until;
-            if (done) ::close(l.fd);
-            return done;
-        });
-
-        pollfd fds[2] = {{listenFd_, POLLIN, 0}, {wakeFd_, POLLIN, 0}};
-        const int ready = ::poll(fds, 2, lingering_.empty() ? -1 : 50);
-        if (ready < 0 && errno != EINTR) {
-            logError(std::string("native server: poll failed: ") + std::strerror(errno));
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        }
-        if (fds[1].revents != 0 || stopping_.load()) break;
-        if ((fds[0].revents & POLLIN) == 0) continue;
-        for (;;) {
-            const int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                handOff(fd);
+    // One acceptor fiber (on the first loop) spreads connections over the loops, each to the loop with
+    // the fewest open connections: every loop thread serves a fair share of the clients.
+    while (!stopping_.load()) {
+        const int fd = ::accept4(listenFd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            if (connections_.load() >= config_.maxConnections) {
+                reject(fd);
                 continue;
             }
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of resources; let some connections end first.
-            logWarning(std::string("native server: accept failed: ") + std::strerror(errno));
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            break;
+            connections_.fetch_add(1);
+            const std::size_t i = leastLoaded();
+            perLoop_[i].fetch_add(1);
+            loops_[i]->spawn([this, fd, i] {
+                connectionMain(fd);
+                perLoop_[i].fetch_sub(1);
+            });
+            continue;
         }
-    }
-    for (const auto& l : lingering_) ::close(l.fd);
-    lingering_.clear();
-}
-
-void NativeServer::handOff(int fd) {
-    bool spawn = false;
-    {
-        std::lock_guard lock(mutex_);
-        if (connections_ >= config_.maxConnections) {
-            // fall through to reject() below, outside the lock
-        } else {
-            ++connections_;
-            pending_.push_back(fd);
-            if (static_cast<std::size_t>(idleThreads_) >= pending_.size()) work_.notify_one();
-            else spawn = true;
-            fd = -1;
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            io::waitFd(listenFd_, POLLIN, Clock::now() + kAcceptSlice);
+            continue;
         }
+        if (stopping_.load()) break;
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of resources; let some connections end first.
+        logWarning(std::string("native server: accept failed: ") + std::strerror(errno));
+        io::sleepFor(std::chrono::milliseconds(50));
     }
-    if (fd >= 0) {
-        reject(fd);
-        return;
-    }
-    if (spawn && !spawnWorker()) {
-        // No thread for it: refuse the connection still waiting (this one or an earlier one).
-        int refused = -1;
-        {
-            std::lock_guard lock(mutex_);
-            if (!pending_.empty() && static_cast<std::size_t>(idleThreads_) < pending_.size()) {
-                refused = pending_.back();
-                pending_.pop_back();
-                --connections_;
-            }
-        }
-        if (refused >= 0) reject(refused);
-    }
+    std::lock_guard lock(mutex_);
+    acceptorRunning_ = false;
+    changed_.notify_all();
 }
 
 void NativeServer::reject(int fd) {
@@ -384,107 +351,63 @@ void NativeServer::reject(int fd) {
     std::string head;
     renderHead(head, problem, false, false, 1);
     head += *problem.body;
-    // The acceptor never blocks on a client: whatever does not fit the socket buffer is dropped.
+    // Never waits on the client: whatever does not fit the socket buffer is dropped.
     [[maybe_unused]] const ssize_t n = ::send(fd, head.data(), head.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     ::shutdown(fd, SHUT_WR);
-    if (lingering_.size() >= kMaxLingering) {
-        ::close(lingering_.front().fd);
-        lingering_.erase(lingering_.begin());
-    }
     const auto now = Clock::now();
-    lingering_.push_back({fd, now + kRefusedLinger});
     if (now - lastRefusalLog_ >= std::chrono::seconds(1)) {
         lastRefusalLog_ = now;
         logWarning("native server: refusing connections: " + std::to_string(config_.maxConnections) +
                    " open (server.max_connections)");
     }
-}
-
-bool NativeServer::spawnWorker() {
-    {
-        std::lock_guard lock(mutex_);
-        ++threads_;
+    if (lingering_.load() >= kMaxLingering) {
+        ::close(fd);
+        return;
     }
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, kStackSize);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t thread;
-    const int rc = pthread_create(&thread, &attr, &NativeServer::workerMain, this);
-    pthread_attr_destroy(&attr);
-    if (rc == 0) return true;
-    logWarning(std::string("native server: cannot start a connection thread: ") + std::strerror(rc));
-    std::lock_guard lock(mutex_);
-    --threads_;
-    changed_.notify_all();
-    return false;
-}
-
-void* NativeServer::workerMain(void* self) {
-    auto* server = static_cast<NativeServer*>(self);
-    Worker worker;
-    {
-        std::lock_guard lock(server->mutex_);
-        server->workers_.push_back(&worker);
-    }
-    server->workerLoop(worker);
-    return nullptr;
-}
-
-void NativeServer::workerLoop(Worker& worker) {
-    for (;;) {
-        int fd = -1;
-        {
-            std::unique_lock lock(mutex_);
-            ++idleThreads_;
-            work_.wait_for(lock, kThreadLinger, [&] { return !pending_.empty() || stopping_.load(); });
-            --idleThreads_;
-            if (pending_.empty()) {
-                // Idle for kThreadLinger, or stopping: this thread ends. The Worker lives on this
-                // thread's stack: unregister it while the lock is held, and touch nothing after.
-                std::erase(workers_, &worker);
-                --threads_;
-                changed_.notify_all();
-                return;
-            }
-            fd = pending_.front();
-            pending_.pop_front();
-            worker.fd.store(fd);
-        }
-        if (serve(fd, worker) == Close::Graceful) drainBeforeClose(fd);
-        {
-            // Unregistered before close(): stop() must never shut down a descriptor number reused since.
-            std::lock_guard lock(mutex_);
-            worker.fd.store(-1);
-            --connections_;
-            changed_.notify_all();
+    // Its input is drained for a moment before the close, so the 503 is not destroyed by a reset.
+    lingering_.fetch_add(1);
+    io::Loop::current()->spawn([this, fd] {
+        const auto until = Clock::now() + kRefusedLinger;
+        char sink[1024];
+        while (!stopping_.load() && io::waitFd(fd, POLLIN, until) > 0) {
+            const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
         }
         ::close(fd);
-        // A large head grew the buffer; give the memory back between connections.
-        if (worker.in.size() > kInitialBuffer) {
-            worker.in.resize(kInitialBuffer);
-            worker.in.shrink_to_fit();
-        }
+        lingering_.fetch_sub(1);
+    });
+}
+
+void NativeServer::connectionMain(int fd) {
+    Worker worker;
+    worker.fd.store(fd);
+    {
+        std::lock_guard lock(mutex_);
+        workers_.insert(&worker);
     }
+    if (serve(fd, worker) == Close::Graceful) drainBeforeClose(fd);
+    {
+        // Unregistered before close(): stop() must never shut down a descriptor number reused since.
+        std::lock_guard lock(mutex_);
+        workers_.erase(&worker);
+        connections_.fetch_sub(1);
+        changed_.notify_all();
+    }
+    ::close(fd);
 }
 
 NativeServer::Close NativeServer::serve(int fd, Worker& w) {
     const int on = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-    setTimeout(fd, SO_SNDTIMEO, config_.sendTimeout);
-    w.receiveTimeoutMs = -1;
     w.begin = w.end = 0;
     Parser& parser = w.parser;
     core::HttpRequest& request = w.request;
     int served = 0;
 
-    // Waits for more input (blocking recv under SO_RCVTIMEO). 1: bytes arrived; 0: the peer closed;
-    // -1: timed out; -2: another error.
-    const auto receive = [&](std::chrono::milliseconds timeout) -> int {
-        if (timeout.count() != w.receiveTimeoutMs) {
-            setTimeout(fd, SO_RCVTIMEO, timeout);
-            w.receiveTimeoutMs = timeout.count();
-        }
+    // Waits for more input (io::waitFd: the fiber parks, the loop serves others). `waitFirst`: nothing
+    // is expected yet (between requests), so wait before the first recv instead of after a failed one.
+    // 1: bytes arrived; 0: the peer closed; -1: timed out; -2: another error.
+    const auto receive = [&](std::chrono::milliseconds timeout, bool waitFirst) -> int {
         if (w.begin == w.end) w.begin = w.end = 0;
         if (w.end == w.in.size()) {
             if (w.begin > 0) {
@@ -497,15 +420,24 @@ NativeServer::Close NativeServer::serve(int fd, Worker& w) {
                 return -2;  // unreachable: the parser's head limits fail a request first
             }
         }
+        const auto deadline = Clock::now() + std::max(timeout, std::chrono::milliseconds(1));
+        if (waitFirst) {
+            const int ready = io::waitFd(fd, POLLIN, deadline);
+            if (ready == 0) return -1;
+            if (ready < 0) return -2;
+        }
         for (;;) {
-            const ssize_t n = ::recv(fd, w.in.data() + w.end, w.in.size() - w.end, 0);
+            const ssize_t n = ::recv(fd, w.in.data() + w.end, w.in.size() - w.end, MSG_DONTWAIT);
             if (n > 0) {
                 w.end += static_cast<std::size_t>(n);
                 return 1;
             }
             if (n == 0) return 0;
             if (errno == EINTR) continue;
-            return (errno == EAGAIN || errno == EWOULDBLOCK) ? -1 : -2;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) return -2;
+            const int ready = io::waitFd(fd, POLLIN, deadline);
+            if (ready == 0) return -1;
+            if (ready < 0) return -2;
         }
     };
     const auto remaining = [](Clock::time_point deadline) {
@@ -516,7 +448,7 @@ NativeServer::Close NativeServer::serve(int fd, Worker& w) {
         if (renderHead(w.head, problem, false, false, 1)) {
             iovec iov[2] = {{w.head.data(), w.head.size()},
                             {const_cast<char*>(problem.body->data()), problem.body->size()}};
-            sendAll(fd, iov, 2);
+            sendAll(fd, iov, 2, config_.sendTimeout);
         }
         if (logEnabled(LogLevel::Debug))
             logLine(LogLevel::Debug, "native server: refused a malformed request with " + std::to_string(problem.status));
@@ -533,7 +465,7 @@ NativeServer::Close NativeServer::serve(int fd, Worker& w) {
                 step = parser.parseHead({w.in.data() + w.begin, w.end - w.begin}, request);
                 if (step.status != Parser::Status::NeedMore) break;
                 if (!deadline) deadline = Clock::now() + config_.receiveTimeout;
-                const int got = receive(std::max(remaining(*deadline), std::chrono::milliseconds(1)));
+                const int got = receive(std::max(remaining(*deadline), std::chrono::milliseconds(1)), false);
                 if (got == 1) continue;
                 return got == -1 ? refuse(timeoutProblem()) : Close::Now;
             }
@@ -548,7 +480,7 @@ NativeServer::Close NativeServer::serve(int fd, Worker& w) {
                 w.end = static_cast<std::size_t>(n);
                 continue;
             }
-            const int got = receive(config_.keepAliveTimeout);
+            const int got = receive(config_.keepAliveTimeout, served > 0);
             w.idle.store(false);
             if (got != 1) return Close::Now;  // closed by the client, idle too long, or shut down by stop()
         }
@@ -570,7 +502,7 @@ NativeServer::Close NativeServer::serve(int fd, Worker& w) {
             if (head.expectContinue && w.end == w.begin) {
                 static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
                 iovec iov{const_cast<char*>(kContinue), sizeof kContinue - 1};
-                sendAll(fd, &iov, 1);
+                sendAll(fd, &iov, 1, config_.sendTimeout);
             }
             for (;;) {
                 const auto body = parser.parseBody({w.in.data() + w.begin, w.end - w.begin}, request.body,
@@ -585,7 +517,7 @@ NativeServer::Close NativeServer::serve(int fd, Worker& w) {
                     break;
                 }
                 if (!deadline) deadline = Clock::now() + config_.receiveTimeout;
-                const int got = receive(std::max(remaining(*deadline), std::chrono::milliseconds(1)));
+                const int got = receive(std::max(remaining(*deadline), std::chrono::milliseconds(1)), false);
                 if (got == 1) continue;
                 if (got == -1) {
                     result = PipelineResult{timeoutProblem(), Outcome::Rejected, {}};
@@ -608,40 +540,44 @@ NativeServer::Close NativeServer::serve(int fd, Worker& w) {
         const bool withBody = renderHead(w.head, response, keepAlive, headRequest, head.minorVersion);
         iov[0] = {w.head.data(), w.head.size()};
         if (withBody) iov[1] = {const_cast<char*>(response.body->data()), response.body->size()};
-        const bool written = sendAll(fd, iov, withBody ? 2 : 1);
+        const bool written = sendAll(fd, iov, withBody ? 2 : 1, config_.sendTimeout);
         dispatcher_.finish(exchange, request, response.status, result->outcome, result->keyForLog,
                            written ? "" : "client gone before the response was written");
         if (!written) return Close::Now;
         if (!keepAlive) return Close::Graceful;
+        // A large head grew the buffer; give the memory back once it is consumed.
+        if (w.in.size() > kInitialBuffer && w.begin == w.end) {
+            w.in.resize(kInitialBuffer);
+            w.in.shrink_to_fit();
+            w.begin = w.end = 0;
+        }
     }
 }
 
 void NativeServer::stop(std::chrono::milliseconds drain) {
-    if (!acceptor_.joinable()) return;
+    if (threads_.empty()) return;
     stopping_.store(true);
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(wakeFd_, &one, sizeof one);
-    acceptor_.join();
+    // Wakes the acceptor at once (accept fails on a shut-down listening socket); it also looks every
+    // kAcceptSlice.
+    ::shutdown(listenFd_, SHUT_RD);
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [&] { return !acceptorRunning_; });
     ::close(listenFd_);
     listenFd_ = -1;
-
-    std::unique_lock lock(mutex_);
-    // Idle keep-alive connections: closed now. A thread that turns idle after this sees stopping_.
+    // Idle keep-alive connections: closed now. A fiber that turns idle after this sees stopping_.
     for (Worker* w : workers_)
         if (const int fd = w->fd.load(); fd >= 0 && w->idle.load()) ::shutdown(fd, SHUT_RD);
-    work_.notify_all();
     // Requests in flight: up to `drain` to finish (each answers with Connection: close).
-    changed_.wait_until(lock, Clock::now() + drain, [&] { return connections_ == 0; });
-    // Then every connection is shut down: blocked reads and writes fail at once; a pipeline still
-    // running finishes its upstream call and store write, then fails its write.
+    changed_.wait_until(lock, Clock::now() + drain, [&] { return connections_.load() == 0; });
+    // Then every connection is shut down: waits for the client end at once; a pipeline still running
+    // finishes its upstream call and store write, then fails its write.
     for (Worker* w : workers_)
         if (const int fd = w->fd.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
-    changed_.wait(lock, [&] { return threads_ == 0; });
-    for (const int fd : pending_) ::close(fd);
-    pending_.clear();
     lock.unlock();
-    ::close(wakeFd_);
-    wakeFd_ = -1;
+    for (auto& loop : loops_) loop->stop();  // each returns once its last fiber has ended
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    loops_.clear();
 }
 
 }  // namespace idem::http

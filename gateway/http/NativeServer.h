@@ -1,15 +1,18 @@
 #pragma once
 // NativeServer: the lean HTTP/1.1 server edge (config `server.engine: native`, the default).
 //
-// Threads: one acceptor thread (poll on the listening socket and a stop eventfd) hands each accepted
-// connection to a connection thread from a pool that grows on demand, one thread per open connection,
-// up to `server.max_connections`; a thread idle for a minute ends. Beyond max_connections a new
-// connection gets a 503 `overloaded` problem (Retry-After: 1, Connection: close) from the acceptor and is
-// closed: never queued. Thread stacks are kStackSize.
+// Concurrency: `server.io_threads` event-loop threads (default: one per core; gateway/io/Fiber.h). Every
+// connection is a fiber on one of them, written as blocking code: where it would wait (the client's next
+// bytes, room to write, the upstream's answer, a Redis or PostgreSQL reply, a pool slot, a backoff) it
+// parks and the loop serves the other connections. So a proxied request costs no kernel context switch,
+// and thousands of idle keep-alive clients cost a fiber stack each (kStackSize, committed as touched),
+// not a thread. One acceptor fiber hands each new connection to the loop with the fewest fibers, up to
+// `server.max_connections`; beyond it a new connection gets a 503 `overloaded` problem (Retry-After: 1,
+// Connection: close) and is closed: never queued.
 //
-// A connection thread serves its connection with blocking POSIX sockets (TCP_NODELAY): receive buffer,
-// response buffer, request and parser belong to the thread and are reused for every request and
-// connection it serves, so a request allocates only its HttpRequest strings. Requests are parsed by
+// A connection fiber serves its connection with non-blocking POSIX sockets (TCP_NODELAY): receive
+// buffer, response buffer, request and parser belong to the connection and are reused for each of its
+// requests, so a request allocates only its HttpRequest strings. Requests are parsed by
 // core::HttpRequestParser (pipelined requests are served in order from the buffer) and dispatched
 // through the RequestDispatcher. Every answer the server makes itself is a problem+json:
 //   400/501/505 request-invalid, 414/431 request-head-too-large, 413 body-too-large (the body is not
@@ -28,24 +31,26 @@
 // max_keep_alive_requests per connection.
 //
 // A client that disconnects does not cancel its request: the pipeline (upstream call, store write)
-// runs to its end on the connection's thread; only the write fails, quietly (access log note).
+// runs to its end on the connection's fiber; only the write fails, quietly (access log note).
 //
 // stop(drain): stops accepting, closes idle keep-alive connections at once (a request whose bytes
 // already arrived is still served, with Connection: close), lets requests in flight finish for up to
 // `drain` (each answered with Connection: close), then shuts every connection down and waits for the
-// connection threads to end.
+// connection fibers to end, then for the loop threads.
 
 #include "gateway/config/Config.h"
 #include "gateway/http/ServerEngine.h"
+#include "gateway/io/Fiber.h"
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
-#include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 namespace idem::http {
@@ -72,35 +77,26 @@ private:
     enum class Close { Now, Graceful };
 
     void acceptLoop();
-    void handOff(int fd);
     void reject(int fd);
-    bool spawnWorker();
-    static void* workerMain(void* self);
-    void workerLoop(Worker& worker);
+    std::size_t leastLoaded() const;
+    void connectionMain(int fd);
     Close serve(int fd, Worker& worker);
 
     config::ServerConfig config_;
     RequestDispatcher& dispatcher_;
     int listenFd_ = -1;
-    int wakeFd_ = -1;  ///< eventfd: readable once stop() begins
     std::uint16_t port_ = 0;
-    std::thread acceptor_;
+    std::vector<std::unique_ptr<io::Loop>> loops_;
+    std::vector<std::thread> threads_;  ///< one per loop
+    std::unique_ptr<std::atomic<int>[]> perLoop_;  ///< open connections on each loop
     std::atomic<bool> stopping_{false};
+    std::atomic<int> connections_{0};   ///< open client connections
+    std::atomic<int> lingering_{0};     ///< refused connections being drained before their close
 
     std::mutex mutex_;
-    std::condition_variable work_;     ///< connection threads wait here for a connection
-    std::condition_variable changed_;  ///< stop() waits here for connections and threads to end
-    std::deque<int> pending_;          ///< accepted, not yet taken by a thread
-    std::vector<Worker*> workers_;     ///< every live connection thread
-    int threads_ = 0;
-    int idleThreads_ = 0;
-    int connections_ = 0;              ///< open client connections (pending ones included)
-
-    struct Lingering {
-        int fd;
-        std::chrono::steady_clock::time_point until;
-    };
-    std::vector<Lingering> lingering_;  ///< acceptor only: refused connections being closed
+    std::condition_variable changed_;       ///< stop() waits here for the acceptor and connections to end
+    std::unordered_set<Worker*> workers_;   ///< every open connection
+    bool acceptorRunning_ = false;
     std::chrono::steady_clock::time_point lastRefusalLog_{};  ///< acceptor only: refusals are logged once a second
 };
 

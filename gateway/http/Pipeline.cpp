@@ -5,6 +5,7 @@
 #include "gateway/core/ResponseHeaders.h"
 #include "gateway/core/Scope.h"
 #include "gateway/http/Log.h"
+#include "gateway/io/Fiber.h"
 
 #include <thread>
 
@@ -156,7 +157,7 @@ PipelineResult Pipeline::runBegun(HttpRequest& request, const core::BeginRecord&
             return {std::move(reject->response), Outcome::Rejected, {}};
         }
         if (auto* wait = std::get_if<core::Wait>(&decision)) {
-            std::this_thread::sleep_for(wait->delay);
+            io::sleepFor(wait->delay);
             waited += wait->delay;
             outcome = store_.begin(begun.id, begun.fingerprint, token, policy.lease, policy.ttl);
             --round;  // waiting is bounded by policy.waitMax inside the machine, not by the round count
@@ -239,7 +240,7 @@ bool Pipeline::completeWithRetry(const core::BeginRecord& begun, const storage::
                               policy, begun, done.error()));
             return false;
         }
-        std::this_thread::sleep_for(kCompleteBackoff * attempt);
+        io::sleepFor(kCompleteBackoff * attempt);
     }
 }
 

@@ -1,5 +1,7 @@
 #include "gateway/http/Upstream.h"
 
+#include "gateway/io/Fiber.h"
+
 #include "gateway/config/Units.h"
 #include "gateway/core/Backoff.h"
 #include "gateway/core/EndpointHealth.h"
@@ -274,7 +276,7 @@ core::UpstreamResult Upstream::forward(const core::HttpRequest& request, const c
             last.detail += "; not retried: the retry budget is spent";
             return last;
         }
-        if (backoff.count() > 0) std::this_thread::sleep_for(backoff);
+        if (backoff.count() > 0) io::sleepFor(backoff);
     }
 }
 

@@ -17,6 +17,8 @@
 #include "gateway/http/UpstreamSocket.h"
 
 #include <chrono>
+#include "gateway/io/Fiber.h"
+
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -63,7 +65,7 @@ private:
 
     /// One acquire() waiting in line (lives on the waiting thread's stack).
     struct Waiter {
-        std::condition_variable wake;
+        io::CondVar wake;  ///< parks a fiber, blocks a thread
         bool served = false;                     ///< handed a connection or a slot
         std::unique_ptr<UpstreamSocket> socket;  ///< the connection handed over (else: a slot)
         std::uint64_t generation = 0;

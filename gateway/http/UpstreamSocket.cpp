@@ -1,5 +1,7 @@
 #include "gateway/http/UpstreamSocket.h"
 
+#include "gateway/io/Fiber.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -31,16 +33,15 @@ constexpr std::size_t kTlsCoalesce = 16 * 1024;
 
 enum class Wait { Ready, Timeout, Aborted, Failed };
 
-/// poll(2) for `events` on `fd` until `deadline`. A deadline already past still polls once without
-/// waiting, so data that is there is never reported as a timeout.
+/// Waits for `events` on `fd` until `deadline` (io::waitFd: on a fiber the loop runs other requests
+/// meanwhile; elsewhere poll(2)). A deadline already past still looks once without waiting, so data
+/// that is there is never reported as a timeout.
 Wait waitFor(int fd, short events, Deadline deadline, const std::atomic<bool>* abort) {
     for (;;) {
         if (abort && abort->load(std::memory_order_relaxed)) return Wait::Aborted;
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        int timeout = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 60'000));
-        if (abort) timeout = std::min(timeout, kAbortSliceMs);
-        pollfd p{fd, events, 0};
-        const int rc = ::poll(&p, 1, timeout);
+        const auto now = std::chrono::steady_clock::now();
+        const Deadline until = abort ? std::min(deadline, now + std::chrono::milliseconds(kAbortSliceMs)) : deadline;
+        const int rc = io::waitFd(fd, events, until);
         if (rc > 0) return Wait::Ready;  // POLLERR / POLLHUP too: the next call reports what happened
         if (rc < 0) {
             if (errno == EINTR) continue;
@@ -311,7 +312,7 @@ IoResult UpstreamSocket::readSome(char* buffer, std::size_t capacity, std::size_
                                   bool pollFirst, const std::atomic<bool>* abort) {
     got = 0;
     if (!ssl_) {
-        if (pollFirst && !abort) {
+        if (pollFirst && !abort && !io::inFiber()) {
             // Wait inside recv(2): the socket is blocking, bounded by SO_RCVTIMEO (set only when the
             // bound changes, see kReceiveStep); the last step before the deadline goes through poll.
             for (;;) {
