@@ -4,7 +4,8 @@
 // lost on restart and not shared between gateway instances.
 //
 // Layout: config.shards independent shards, each a mutex + unordered_map keyed by RecordId plus an
-// expiry index (multimap ordered by expiresAt). A record holds state (in flight / completed), token,
+// expiry index (lanes of records with the same lease or retention span, each ordered by expiresAt at
+// O(1) per insert; see Shard::Lane). A record holds state (in flight / completed), token,
 // fingerprint, fence, leaseUntil, expiresAt and, once completed, the StoredResponse.
 //
 // Contract specifics (everything else is Store.h):

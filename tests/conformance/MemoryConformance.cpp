@@ -9,6 +9,8 @@
 #include "storage/MemoryStore.h"
 #include "tests/support/ManualClock.h"
 
+#include <set>
+
 #include <array>
 #include <tuple>
 
@@ -165,6 +167,50 @@ BOOST_AUTO_TEST_CASE(purgeCountsExpiredRecordsInBatches) {
     n = store.purgeExpired(100);
     BOOST_TEST((n && *n == 0u), describe(n));
     BOOST_TEST(store.size() == 2u);
+}
+
+// The expiry index keeps one lane per lease/retention span (and a mixed lane past 16 spans): records of
+// many spans, indexed in shuffled order and moved by complete(), still expire exactly at their time,
+// earliest first, with nothing removed early and nothing left behind.
+BOOST_AUTO_TEST_CASE(expiryOrderHoldsAcrossManySpansAndMoves) {
+    auto clock = std::make_shared<ManualClock>();
+    MemoryStore store(capped(1000, 1, Millis{0}), smallLimits(), clock);  // one shard: one index
+    Ids ids("lanes");
+    const auto fp = fingerprintOf("lanes");
+    // 24 spans (8 past the lane limit), 5 records each, interleaved; every third one is completed a
+    // little later with a retention of its own, which moves it to another lane.
+    std::multiset<long> expiries;  // seconds from the start at which each record expires
+    long now = 0;
+    for (int round = 0; round < 5; ++round) {
+        for (int span = 24; span >= 1; --span) {
+            const auto id = ids.next();
+            const auto t = newToken();
+            BOOST_TEST_REQUIRE(isOwnedBy(store.begin(id, fp, t, seconds(span), seconds(span)), t));
+            if ((span + round) % 3 == 0) {
+                clock->advance(seconds(1));
+                ++now;
+                const long retention = (span * 7) % 30 + 1;
+                storage::StoredResponse response;
+                response.status = 201;
+                BOOST_TEST_REQUIRE(store.complete(id, t, response, seconds(retention)).has_value());
+                expiries.insert(now + retention);
+            } else {
+                expiries.insert(now + span);
+            }
+        }
+    }
+    BOOST_TEST(store.size() == 120u);
+    // Step through time from here: at every second exactly the records due by then are purged.
+    for (long at = now; !expiries.empty(); ++at) {
+        if (at > now) clock->advance(seconds(1));
+        const auto last = expiries.upper_bound(at);
+        const auto due = static_cast<std::size_t>(std::distance(expiries.begin(), last));
+        const auto n = store.purgeExpired(1000);
+        BOOST_TEST_REQUIRE((n && *n == due), "at " << at << "s: " << describe(n) << " purged, " << due << " due");
+        expiries.erase(expiries.begin(), last);
+        BOOST_TEST_REQUIRE(store.size() == expiries.size());
+    }
+    BOOST_TEST(store.size() == 0u);
 }
 
 // The sweeper alone (real clock, 50 ms interval) reclaims expired records: no purge call, no begin.
