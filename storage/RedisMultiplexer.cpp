@@ -221,6 +221,15 @@ RedisMultiplexer::RedisMultiplexer(RedisEndpoint endpoint, RedisConnectionOption
 RedisMultiplexer::~RedisMultiplexer() = default;
 
 RedisMultiplexer::Channel& RedisMultiplexer::pick() {
+    // On a fiber: the loop's own pair of channels (batching channel index % connections, and its idle
+    // twin), so that a batch's callers are fibers of one loop and their wake-ups cost no system call.
+    if (const io::Loop* loop = io::inFiber() ? io::Loop::current() : nullptr) {
+        Channel& batching = *channels_[loop->index() % batching_];
+        Channel& twin = *channels_[loop->index() % batching_ + batching_];
+        if (batching.pending.load(std::memory_order_relaxed) == 0) return batching;
+        if (twin.pending.load(std::memory_order_relaxed) == 0) return twin;
+        return batching;
+    }
     // Fewer callers than channels: one channel at least is idle, take the first (a warm, recently used one).
     // Otherwise: the least busy of the batching channels (lowest index on ties).
     std::size_t total = 0;

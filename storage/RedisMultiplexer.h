@@ -28,7 +28,8 @@
 //    concurrency. While fewer calls are pending (queued or in flight) than there are connections, one of them
 //    is idle and a call takes the first idle one: at low concurrency no command waits for another's round
 //    trip. Otherwise a call joins the batching connection with the fewest pending calls, so that under load
-//    the commands meet on a few connections and go out in deep batches.
+//    the commands meet on a few connections and go out in deep batches. A caller on a fiber (io::Loop) uses
+//    only its loop's batching connection and that one's idle twin: its batch then holds fibers of one loop.
 //
 // Thread-safety: execute() and stats() are safe to call from many threads. The destructor must not run while
 // a call is in flight.

@@ -385,7 +385,10 @@ void NativeServer::connectionMain(int fd) {
         std::lock_guard lock(mutex_);
         workers_.insert(&worker);
     }
-    if (serve(fd, worker) == Close::Graceful) drainBeforeClose(fd);
+    {
+        io::Watch watch(fd);  // in the loop's epoll set for the connection's life: no epoll_ctl per wait
+        if (serve(fd, worker) == Close::Graceful) drainBeforeClose(fd);
+    }
     {
         // Unregistered before close(): stop() must never shut down a descriptor number reused since.
         std::lock_guard lock(mutex_);

@@ -63,6 +63,9 @@ struct Loop::Impl {
         Fiber* fiber = nullptr;
         std::uint64_t seq = 0;
         bool registered = false;  ///< in the epoll set (perhaps disarmed: EPOLLONESHOT)
+        bool persistent = false;  ///< a Watch: edge-triggered, armed for good
+        short events = 0;         ///< what the waiting fiber waits for (persistent only)
+        int pending = 0;          ///< persistent: readiness seen with no fiber waiting for it (poll bits)
     };
     std::vector<FdWait> fds;  ///< indexed by descriptor
     std::uint64_t nextSeq = 0;
@@ -139,6 +142,8 @@ bool inFiber() noexcept { return tCurrentLoop && tCurrentLoop->impl_->current; }
 Loop* Loop::current() noexcept { return tCurrentLoop; }
 
 Loop::Loop(std::size_t stackSize) : impl_(std::make_unique<Impl>()) {
+    static std::atomic<std::size_t> created{0};
+    index_ = created.fetch_add(1, std::memory_order_relaxed);
     impl_->stackSize = stackSize;
     impl_->epollFd = ::epoll_create1(EPOLL_CLOEXEC);
     if (impl_->epollFd < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
@@ -384,7 +389,20 @@ void Loop::run() {
             }
             auto& w = impl_->fds[key];
             Fiber* f = w.fiber;
-            if (f && f->waitSeq.load(std::memory_order_relaxed) == w.seq) {
+            const bool waiting = f && f->waitSeq.load(std::memory_order_relaxed) == w.seq;
+            if (w.persistent) {
+                const int ready = toPoll(events[i].events);
+                if (waiting && (ready & w.events)) {
+                    makeReady(f);
+                    f->revents = ready & w.events;
+                    w.pending = ready & ~w.events;
+                    w.fiber = nullptr;
+                } else {
+                    w.pending |= ready;
+                }
+                continue;
+            }
+            if (waiting) {
                 makeReady(f);
                 f->revents = toPoll(events[i].events);
             }
@@ -455,7 +473,18 @@ int waitFd(int fd, short events, Clock::time_point deadline) {
     if (fd < 0 || deadline <= Clock::now()) return pollWait(fd, events, Clock::time_point{});  // look once
     auto& impl = *loop->impl_;
     Fiber* f = impl.current;
-    if (!loop->armFd(fd, events)) return pollWait(fd, events, Clock::time_point{});  // not pollable by epoll
+    const short wanted = static_cast<short>(events | POLLERR | POLLHUP);
+    if (static_cast<std::size_t>(fd) < impl.fds.size() && impl.fds[fd].persistent) {
+        // Edge-triggered: readiness that arrived before this wait was kept in `pending`.
+        auto& entry = impl.fds[fd];
+        if (const int ready = entry.pending & wanted) {
+            entry.pending &= ~ready;
+            return ready;
+        }
+        entry.events = wanted;
+    } else if (!loop->armFd(fd, events)) {
+        return pollWait(fd, events, Clock::time_point{});  // not pollable by epoll
+    }
     const std::uint64_t seq = ++impl.nextSeq;
     f->waitSeq.store(seq, std::memory_order_relaxed);
     f->revents = 0;
@@ -480,6 +509,33 @@ void sleepUntil(Clock::time_point deadline) {
     Fiber* f = loop->impl_->current;
     f->waitSeq.store(++loop->impl_->nextSeq, std::memory_order_relaxed);
     loop->park(f, deadline);
+}
+
+// ---- Watch
+
+Watch::Watch(int fd) : fd_(fd) {
+    Loop* loop = tCurrentLoop;
+    if (!loop || !loop->impl_->current || fd < 0) return;
+    auto& impl = *loop->impl_;
+    if (static_cast<std::size_t>(fd) >= impl.fds.size()) impl.fds.resize(std::max<std::size_t>(fd + 1, impl.fds.size() * 2));
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = static_cast<std::uint64_t>(fd);
+    if (::epoll_ctl(impl.epollFd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+        (errno != EEXIST || ::epoll_ctl(impl.epollFd, EPOLL_CTL_MOD, fd, &ev) != 0))
+        return;  // waits fall back to one-shot registrations
+    auto& entry = impl.fds[fd];
+    entry = {};
+    entry.registered = true;
+    entry.persistent = true;
+    loop_ = loop;
+}
+
+Watch::~Watch() {
+    if (!loop_) return;
+    auto& impl = *loop_->impl_;
+    ::epoll_ctl(impl.epollFd, EPOLL_CTL_DEL, fd_, nullptr);
+    impl.fds[fd_] = {};
 }
 
 // ---- CondVar

@@ -44,6 +44,22 @@ int waitFd(int fd, short events, Clock::time_point deadline);
 void sleepUntil(Clock::time_point deadline);
 inline void sleepFor(Clock::duration d) { sleepUntil(Clock::now() + d); }
 
+/// Keeps `fd` in the current loop's epoll set, edge-triggered, while the Watch lives: waits on it then
+/// cost no epoll_ctl (others re-arm a one-shot registration per wait). For a descriptor that lives and
+/// dies on one fiber, like a client connection; destroy the Watch before closing the descriptor. Off a
+/// fiber it does nothing.
+class Watch {
+public:
+    explicit Watch(int fd);
+    ~Watch();
+    Watch(const Watch&) = delete;
+    Watch& operator=(const Watch&) = delete;
+
+private:
+    Loop* loop_ = nullptr;
+    int fd_;
+};
+
 /// A condition variable for a std::mutex that parks fibers and blocks threads; waiters of both kinds
 /// may wait on one CondVar and be notified from any thread. Same contract as std::condition_variable
 /// (spurious wakeups allowed: wait in a loop on a predicate).
@@ -95,6 +111,8 @@ public:
     void stop();
     /// The loop of the calling thread, nullptr off a loop thread.
     static Loop* current() noexcept;
+    /// A number unique to this loop among the process's loops (0, 1, 2, ... in construction order).
+    std::size_t index() const noexcept { return index_; }
     /// Fibers alive (started and not ended). Any thread; a snapshot.
     std::size_t fibers() const noexcept { return live_.load(std::memory_order_relaxed); }
 
@@ -103,6 +121,7 @@ private:
     friend bool inFiber() noexcept;
     friend void sleepUntil(Clock::time_point);
     friend class CondVar;
+    friend class Watch;
 
     Fiber* newFiber(std::function<void()> fn);
     void resume(Fiber* f);
@@ -125,6 +144,7 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
     std::atomic<std::size_t> live_{0};
+    std::size_t index_;
 };
 
 }  // namespace idem::io

@@ -173,6 +173,35 @@ BOOST_AUTO_TEST_CASE(many_fibers_ping_pong_without_blocking_each_other) {
     BOOST_CHECK_EQUAL(finished.load(), 2 * kFibers);
 }
 
+BOOST_AUTO_TEST_CASE(a_watched_descriptor_keeps_readiness_that_arrives_between_waits) {
+    Pair p;
+    Loop loop;
+    int rounds = 0, timeout = -1, lateData = -1;
+    loop.spawn([&] {
+        Watch watch(p.a);
+        char buf[8];
+        for (int i = 0; i < 50; ++i) {
+            // Sometimes the byte is already there when the wait starts (kept from the edge), sometimes not.
+            if (i % 2 == 0) BOOST_REQUIRE_EQUAL(::write(p.b, "w", 1), 1);
+            else sleepFor(std::chrono::microseconds(200));
+            if (i % 2 == 1) BOOST_REQUIRE_EQUAL(::write(p.b, "w", 1), 1);
+            if (!(waitFd(p.a, POLLIN, Clock::now() + 5s) & POLLIN)) break;
+            if (::read(p.a, buf, sizeof buf) != 1) break;
+            ++rounds;
+        }
+        timeout = waitFd(p.a, POLLIN, Clock::now() + 20ms);  // nothing pending, nothing arrives
+        // Written while nobody waits, after a timed-out wait: the next wait sees it at once.
+        BOOST_REQUIRE_EQUAL(::write(p.b, "l", 1), 1);
+        sleepFor(5ms);
+        lateData = waitFd(p.a, POLLIN, Clock::now() + 5s);
+    });
+    loop.stop();
+    loop.run();
+    BOOST_CHECK_EQUAL(rounds, 50);
+    BOOST_CHECK_EQUAL(timeout, 0);
+    BOOST_CHECK(lateData & POLLIN);
+}
+
 BOOST_AUTO_TEST_CASE(condvar_between_fibers_and_threads_in_both_directions) {
     std::mutex m;
     CondVar cv;
