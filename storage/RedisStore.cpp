@@ -30,10 +30,10 @@ local function read(key)
   return redis.call('HMGET', key, 'st', 'fp', 'tok', 'fence', 'lease', 'code', 'hdr', 'hasbody', 'body')
 end
 local function create(key, now, token, fp, lease_ms, retention_ms)
-  redis.call('HSET', key, 'st', 'P', 'tok', token, 'fp', fp, 'lease', now + lease_ms)
-  local fence = redis.call('HINCRBY', key, 'fence', 1)
+  -- The key is absent (read() found no state), so the fence of the new record is 1.
+  redis.call('HSET', key, 'st', 'P', 'tok', token, 'fp', fp, 'lease', now + lease_ms, 'fence', 1)
   redis.call('PEXPIRE', key, retention_ms)
-  return {'OWNED', fence}
+  return {'OWNED', 1}
 end
 local function judge(r, now, token, fp)
   if r[2] ~= fp then return {'MISMATCH'} end
