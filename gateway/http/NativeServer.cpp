@@ -290,7 +290,13 @@ void NativeServer::start() {
     for (int i = 0; i < count; ++i) loops_.push_back(std::make_unique<io::Loop>(kStackSize));
     perLoop_ = std::make_unique<std::atomic<int>[]>(loops_.size());
     acceptorRunning_ = true;
-    loops_[0]->spawn([this] { acceptLoop(); });
+    loops_[0]->spawn([this] { acceptLoop(); },
+                     [this] {
+                         logError("native server: cannot start the acceptor fiber: no connection is accepted");
+                         std::lock_guard lock(mutex_);
+                         acceptorRunning_ = false;
+                         changed_.notify_all();
+                     });
     for (auto& loop : loops_) {
         threads_.emplace_back([loop = loop.get()] {
             // Signals are for the application's own threads (SIGTERM, SIGHUP), never a loop thread.
@@ -322,10 +328,18 @@ void NativeServer::acceptLoop() {
             connections_.fetch_add(1);
             const std::size_t i = leastLoaded();
             perLoop_[i].fetch_add(1);
-            loops_[i]->spawn([this, fd, i] {
-                connectionMain(fd);
-                perLoop_[i].fetch_sub(1);
-            });
+            loops_[i]->spawn(
+                [this, fd, i] {
+                    connectionMain(fd);
+                    perLoop_[i].fetch_sub(1);
+                },
+                [this, fd, i] {  // no fiber for it (out of memory or map count): closed at once
+                    ::close(fd);
+                    perLoop_[i].fetch_sub(1);
+                    std::lock_guard lock(mutex_);
+                    connections_.fetch_sub(1);
+                    changed_.notify_all();
+                });
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -366,16 +380,21 @@ void NativeServer::reject(int fd) {
     }
     // Its input is drained for a moment before the close, so the 503 is not destroyed by a reset.
     lingering_.fetch_add(1);
-    io::Loop::current()->spawn([this, fd] {
-        const auto until = Clock::now() + kRefusedLinger;
-        char sink[1024];
-        while (!stopping_.load() && io::waitFd(fd, POLLIN, until) > 0) {
-            const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
-            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
-        }
-        ::close(fd);
-        lingering_.fetch_sub(1);
-    });
+    io::Loop::current()->spawn(
+        [this, fd] {
+            const auto until = Clock::now() + kRefusedLinger;
+            char sink[1024];
+            while (!stopping_.load() && io::waitFd(fd, POLLIN, until) > 0) {
+                const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
+            }
+            ::close(fd);
+            lingering_.fetch_sub(1);
+        },
+        [this, fd] {
+            ::close(fd);
+            lingering_.fetch_sub(1);
+        });
 }
 
 void NativeServer::connectionMain(int fd) {

@@ -78,7 +78,7 @@ struct Loop::Impl {
     void* tsanScheduler = nullptr;
 
     std::mutex remoteMutex;
-    std::vector<std::function<void()>> remoteSpawns;
+    std::vector<std::pair<std::function<void()>, std::function<void()>>> remoteSpawns;  ///< fn, failed
     std::vector<std::pair<Fiber*, std::uint64_t>> remoteWakes;
     std::atomic<bool> stopRequested{false};
 };
@@ -163,16 +163,16 @@ Loop::~Loop() {
     ::close(impl_->epollFd);
 }
 
-void Loop::spawn(std::function<void()> fn) {
+void Loop::spawn(std::function<void()> fn, std::function<void()> failed) {
     if (tCurrentLoop == this) {
-        makeReady(newFiber(std::move(fn)));
+        start(fn, failed);
         return;
     }
     bool first;
     {
         std::lock_guard lock(impl_->remoteMutex);
         first = impl_->remoteSpawns.empty() && impl_->remoteWakes.empty();
-        impl_->remoteSpawns.push_back(std::move(fn));
+        impl_->remoteSpawns.emplace_back(std::move(fn), std::move(failed));
     }
     if (first) {
         const std::uint64_t one = 1;
@@ -186,7 +186,21 @@ void Loop::stop() {
     [[maybe_unused]] const ssize_t n = ::write(impl_->wakeFd, &one, sizeof one);
 }
 
-Fiber* Loop::newFiber(std::function<void()> fn) {
+void Loop::start(std::function<void()>& fn, std::function<void()>& failed) {
+    Fiber* f = nullptr;
+    try {
+        f = newFiber(std::move(fn));  // leaves `fn` alone when it throws
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "idemgate: cannot start a fiber: %s\n", e.what());
+    }
+    if (f) {
+        makeReady(f);
+        return;
+    }
+    if (failed) failed();
+}
+
+Fiber* Loop::newFiber(std::function<void()>&& fn) {
     Fiber* f;
     if (!impl_->freeFibers.empty()) {
         f = impl_->freeFibers.back();
@@ -196,14 +210,13 @@ Fiber* Loop::newFiber(std::function<void()> fn) {
         f = impl_->allFibers.back().get();
     }
     f->loop = this;
-    f->fn = std::move(fn);
     f->done = false;
     f->revents = 0;
     f->heapIndex = -1;
     f->waitSeq.store(0, std::memory_order_relaxed);
-    live_.fetch_add(1, std::memory_order_relaxed);
     Impl* impl = impl_.get();
-    f->context = ctx::fiber(std::allocator_arg, StackAllocator{ctx::protected_fixedsize_stack(impl->stackSize), f},
+    try {
+        f->context = ctx::fiber(std::allocator_arg, StackAllocator{ctx::protected_fixedsize_stack(impl->stackSize), f},
                             [f, impl](ctx::fiber&& back) -> ctx::fiber {
 #if IDEM_ASAN_FIBERS
                                 __sanitizer_finish_switch_fiber(nullptr, &impl->threadStackBottom,
@@ -227,6 +240,12 @@ Fiber* Loop::newFiber(std::function<void()> fn) {
 #endif
                                 return std::move(impl->scheduler);
                             });
+    } catch (...) {
+        impl_->freeFibers.push_back(f);  // `fn` stays with the caller
+        throw;
+    }
+    f->fn = std::move(fn);
+    live_.fetch_add(1, std::memory_order_relaxed);
 #if IDEM_TSAN_FIBERS
     f->tsanFiber = __tsan_create_fiber(0);
 #endif
@@ -323,14 +342,14 @@ bool Loop::armFd(int fd, short events) {
 }
 
 void Loop::drainRemote() {
-    std::vector<std::function<void()>> spawns;
+    std::vector<std::pair<std::function<void()>, std::function<void()>>> spawns;
     std::vector<std::pair<Fiber*, std::uint64_t>> wakes;
     {
         std::lock_guard lock(impl_->remoteMutex);
         spawns.swap(impl_->remoteSpawns);
         wakes.swap(impl_->remoteWakes);
     }
-    for (auto& fn : spawns) makeReady(newFiber(std::move(fn)));
+    for (auto& [fn, failed] : spawns) start(fn, failed);
     for (auto [f, seq] : wakes) {
         if (f->waitSeq.load(std::memory_order_relaxed) == seq) {
             f->revents = 0;

@@ -103,8 +103,10 @@ public:
     Loop& operator=(const Loop&) = delete;
 
     /// Runs `fn` on a new fiber of this loop. Thread-safe. An exception escaping `fn` is logged and
-    /// ends only that fiber.
-    void spawn(std::function<void()> fn);
+    /// ends only that fiber. When no fiber can be made (no memory for a stack, the process's map count
+    /// reached), `failed` runs instead, on the loop thread, so that the caller can release what `fn`
+    /// would have owned.
+    void spawn(std::function<void()> fn, std::function<void()> failed = {});
     /// Runs the loop on the calling thread until stop() has been called and every fiber has ended.
     void run();
     /// Thread-safe. Fibers are not interrupted: run() returns once they have all ended.
@@ -123,7 +125,8 @@ private:
     friend class CondVar;
     friend class Watch;
 
-    Fiber* newFiber(std::function<void()> fn);
+    Fiber* newFiber(std::function<void()>&& fn);
+    void start(std::function<void()>& fn, std::function<void()>& failed);
     void resume(Fiber* f);
     /// Parks the current fiber until woken (fd event, timer, notify). `deadline` max = no timer.
     void park(Fiber* f, Clock::time_point deadline);

@@ -304,6 +304,19 @@ BOOST_AUTO_TEST_CASE(an_exception_ends_only_its_fiber) {
     BOOST_CHECK_EQUAL(loop.fibers(), 0u);
 }
 
+BOOST_AUTO_TEST_CASE(a_fiber_that_cannot_be_made_runs_its_failure_handler_instead) {
+    Loop loop(std::size_t{1} << 47);  // a 128 TiB stack: more than the whole user address space
+    std::atomic<int> ran{0}, failed{0};
+    loop.spawn([&] { ++ran; }, [&] { ++failed; });
+    std::thread other([&] { loop.spawn([&] { ++ran; }, [&] { ++failed; }); });  // queued from another thread
+    other.join();
+    loop.stop();
+    loop.run();  // returns: the failed spawns left no fiber behind
+    BOOST_CHECK_EQUAL(ran.load(), 0);
+    BOOST_CHECK_EQUAL(failed.load(), 2);
+    BOOST_CHECK_EQUAL(loop.fibers(), 0u);
+}
+
 BOOST_AUTO_TEST_CASE(waits_off_a_fiber_block_the_thread) {
     Pair p;
     BOOST_CHECK(!inFiber());
