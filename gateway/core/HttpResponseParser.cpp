@@ -145,6 +145,7 @@ std::size_t HttpResponseParser::feedHead(std::string_view data) {
 
 bool HttpResponseParser::parseHead(std::string_view head) {
     response_.headers.clear();
+    response_.headers.reserve(16);  // one allocation for a typical head instead of one per doubling
     response_.reason.clear();
     response_.body.reset();
     std::size_t pos = 0;
