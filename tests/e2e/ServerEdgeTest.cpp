@@ -1,15 +1,18 @@
 // The native HTTP/1.1 server edge (server.engine: native, the default) over raw sockets: the answers it
 // makes itself (problem+json), framing (chunked bodies, 100-continue, pipelining, HTTP/1.0, HEAD), its
 // limits and timeouts (max_connections, max_keep_alive_requests, receive and keep-alive timeouts), a
-// client that leaves mid-request (B06), graceful stop, and that `engine: poco` still serves.
+// client that leaves mid-request (B06), graceful stop, one event loop serving others while requests
+// wait upstream, and that `engine: poco` still serves.
 #define BOOST_TEST_MODULE e2e server edge
 #include <boost/test/unit_test.hpp>
 
 #include "tests/support/E2E.h"
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <tuple>
+#include <vector>
 #include <stdexcept>
 
 using namespace idem::test;
@@ -355,6 +358,32 @@ BOOST_AUTO_TEST_CASE(stopClosesIdleConnectionsAndFinishesRequestsInFlight) {
     const auto status = env.gw->process().wait(Millis(10000));
     BOOST_TEST(status.has_value());
     BOOST_TEST(status.value_or(-1) == 0);
+}
+
+// One event loop (io_threads: 1) serves every connection: requests waiting on a slow upstream park
+// their fibers, and the loop answers the others meanwhile (a blocking wait would hold them all).
+BOOST_AUTO_TEST_CASE(oneLoopServesOthersWhileRequestsWaitUpstream) {
+    Env env("  io_threads: 1\n");
+    constexpr int kSlow = 3;
+    std::vector<std::unique_ptr<Connection>> slow;
+    for (int i = 0; i < kSlow; ++i) {
+        slow.push_back(std::make_unique<Connection>(env.port));
+        slow.back()->send(caseRequest("k-loop-slow-" + std::to_string(i), kPayment, {{"X-Mock-Delay-Ms", "2000"}}));
+    }
+    BOOST_TEST(waitUntil(
+        [&] {
+            for (int i = 0; i < kSlow; ++i)
+                if (env.up.executions("k-loop-slow-" + std::to_string(i)) != 1) return false;
+            return true;
+        },
+        Millis(5000)));
+    // All three are upstream now, for about two seconds: fast requests still get through, at once.
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 5; ++i) BOOST_TEST(env.post("k-loop-fast-" + std::to_string(i), kPayment).status == 201);
+    BOOST_TEST(env.post("k-loop-fast-0", kPayment).header("Idempotent-Replayed").value_or("") == "true");
+    const auto took = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
+    BOOST_TEST(took.count() < 1500, "six requests took " << took.count() << " ms behind three slow ones");
+    for (auto& c : slow) BOOST_TEST(c->receive().status == 201);
 }
 
 BOOST_AUTO_TEST_CASE(pocoEngineStillServes) {
