@@ -192,6 +192,8 @@ void Loop::start(std::function<void()>& fn, std::function<void()>& failed) {
         f = newFiber(std::move(fn));  // leaves `fn` alone when it throws
     } catch (const std::exception& e) {
         std::fprintf(stderr, "idemgate: cannot start a fiber: %s\n", e.what());
+    } catch (...) {
+        std::fprintf(stderr, "idemgate: cannot start a fiber\n");
     }
     if (f) {
         makeReady(f);
@@ -225,6 +227,8 @@ Fiber* Loop::newFiber(std::function<void()>&& fn) {
                                 impl->scheduler = std::move(back);
                                 try {
                                     f->fn();
+                                } catch (const ctx::detail::forced_unwind&) {
+                                    throw;  // a suspended fiber being destroyed: Boost unwinds its stack
                                 } catch (const std::exception& e) {
                                     std::fprintf(stderr, "idemgate: a fiber ended with an exception: %s\n", e.what());
                                 } catch (...) {

@@ -317,6 +317,18 @@ BOOST_AUTO_TEST_CASE(a_fiber_that_cannot_be_made_runs_its_failure_handler_instea
     BOOST_CHECK_EQUAL(loop.fibers(), 0u);
 }
 
+BOOST_AUTO_TEST_CASE(a_loop_destroyed_before_it_ran_releases_its_fibers) {
+    auto held = std::make_shared<int>(7);
+    {
+        Loop loop;
+        loop.spawn([held] { BOOST_FAIL("never runs"); });
+        std::thread other([&] { loop.spawn([held] { BOOST_FAIL("never runs"); }); });
+        other.join();
+        BOOST_CHECK_EQUAL(held.use_count(), 3);
+    }
+    BOOST_CHECK_EQUAL(held.use_count(), 1);  // both queued closures went with the loop
+}
+
 BOOST_AUTO_TEST_CASE(waits_off_a_fiber_block_the_thread) {
     Pair p;
     BOOST_CHECK(!inFiber());
