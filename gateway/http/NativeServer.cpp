@@ -21,6 +21,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -286,7 +287,15 @@ void NativeServer::start() {
     listenFd_ = fd;
 
     int count = config_.ioThreads;
-    if (count <= 0) count = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    if (count <= 0) {
+        // One loop per CPU this process may run on (its affinity mask: taskset, a container's cpuset),
+        // not per CPU of the machine.
+        cpu_set_t allowed;
+        CPU_ZERO(&allowed);
+        count = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed)
+                                                                       : static_cast<int>(std::thread::hardware_concurrency());
+        count = std::max(1, count);
+    }
     for (int i = 0; i < count; ++i) loops_.push_back(std::make_unique<io::Loop>(kStackSize));
     perLoop_ = std::make_unique<std::atomic<int>[]>(loops_.size());
     acceptorRunning_ = true;
