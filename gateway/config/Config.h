@@ -24,7 +24,7 @@ struct ServerConfig {
     std::uint16_t port = 8080;
     Engine engine = Engine::Native;
     int maxConnections = 4096;                ///< native: open client connections; beyond: 503 and close
-    int ioThreads = 0;                        ///< native: event-loop threads; 0 = one per core
+    int ioThreads = 0;                        ///< native: event-loop threads; 0 = one per CPU of the affinity mask
     int maxThreads = 256;                     ///< poco: one per open keep-alive connection (Poco's model)
     int maxQueued = 1024;                     ///< poco: accepted connections waiting for a thread; native: listen backlog
     Millis keepAliveTimeout{15000};

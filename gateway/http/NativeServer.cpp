@@ -215,14 +215,13 @@ core::HttpResponse timeoutProblem() {
 
 /// Half-closes, then reads and drops what the client still sends (bounded), so that the answer
 /// already written is not destroyed by a reset when unread input meets close().
-void drainBeforeClose(int fd) {
+/// `stop`, when given and set, ends the drain early.
+void drainBeforeClose(int fd, Clock::duration linger, const std::atomic<bool>* stop = nullptr) {
     ::shutdown(fd, SHUT_WR);
-    const auto until = Clock::now() + kLingerTime;
+    const auto until = Clock::now() + linger;
     char sink[4096];
     std::size_t dropped = 0;
-    while (dropped < kLingerBytes) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
-        if (left.count() <= 0) break;
+    while (dropped < kLingerBytes && Clock::now() < until && !(stop && stop->load())) {
         const int ready = io::waitFd(fd, POLLIN, until);
         if (ready < 0 && errno == EINTR) continue;
         if (ready <= 0) break;
@@ -337,18 +336,11 @@ void NativeServer::acceptLoop() {
             connections_.fetch_add(1);
             const std::size_t i = leastLoaded();
             perLoop_[i].fetch_add(1);
-            loops_[i]->spawn(
-                [this, fd, i] {
-                    connectionMain(fd);
-                    perLoop_[i].fetch_sub(1);
-                },
-                [this, fd, i] {  // no fiber for it (out of memory or map count): closed at once
-                    ::close(fd);
-                    perLoop_[i].fetch_sub(1);
-                    std::lock_guard lock(mutex_);
-                    connections_.fetch_sub(1);
-                    changed_.notify_all();
-                });
+            loops_[i]->spawn([this, fd, i] { connectionMain(fd, i); },
+                             [this, fd, i] {  // no fiber for it (out of memory or map count): closed at once
+                                 ::close(fd);
+                                 connectionEnded(i);
+                             });
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -391,12 +383,7 @@ void NativeServer::reject(int fd) {
     lingering_.fetch_add(1);
     io::Loop::current()->spawn(
         [this, fd] {
-            const auto until = Clock::now() + kRefusedLinger;
-            char sink[1024];
-            while (!stopping_.load() && io::waitFd(fd, POLLIN, until) > 0) {
-                const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
-                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) break;
-            }
+            drainBeforeClose(fd, kRefusedLinger, &stopping_);
             ::close(fd);
             lingering_.fetch_sub(1);
         },
@@ -406,7 +393,14 @@ void NativeServer::reject(int fd) {
         });
 }
 
-void NativeServer::connectionMain(int fd) {
+void NativeServer::connectionEnded(std::size_t loop) {
+    perLoop_[loop].fetch_sub(1);
+    std::lock_guard lock(mutex_);
+    connections_.fetch_sub(1);
+    changed_.notify_all();
+}
+
+void NativeServer::connectionMain(int fd, std::size_t loop) {
     Worker worker;
     worker.fd.store(fd);
     {
@@ -415,16 +409,15 @@ void NativeServer::connectionMain(int fd) {
     }
     {
         io::Watch watch(fd);  // in the loop's epoll set for the connection's life: no epoll_ctl per wait
-        if (serve(fd, worker) == Close::Graceful) drainBeforeClose(fd);
+        if (serve(fd, worker) == Close::Graceful) drainBeforeClose(fd, kLingerTime);
     }
     {
         // Unregistered before close(): stop() must never shut down a descriptor number reused since.
         std::lock_guard lock(mutex_);
         workers_.erase(&worker);
-        connections_.fetch_sub(1);
-        changed_.notify_all();
     }
     ::close(fd);
+    connectionEnded(loop);
 }
 
 NativeServer::Close NativeServer::serve(int fd, Worker& w) {

@@ -1,12 +1,13 @@
 #pragma once
 // NativeServer: the lean HTTP/1.1 server edge (config `server.engine: native`, the default).
 //
-// Concurrency: `server.io_threads` event-loop threads (default: one per core; gateway/io/Fiber.h). Every
-// connection is a fiber on one of them, written as blocking code: where it would wait (the client's next
-// bytes, room to write, the upstream's answer, a Redis or PostgreSQL reply, a pool slot, a backoff) it
-// parks and the loop serves the other connections. So a proxied request costs no kernel context switch,
-// and thousands of idle keep-alive clients cost a fiber stack each (kStackSize, committed as touched),
-// not a thread. One acceptor fiber hands each new connection to the loop with the fewest fibers, up to
+// Concurrency: `server.io_threads` event-loop threads (default: one per CPU of the process affinity
+// mask; gateway/io/Fiber.h). Every connection is a fiber on one of them, written as blocking code: where
+// it would wait (the client's next bytes, room to write, the upstream's answer, a Redis or PostgreSQL
+// reply, a pool slot, a backoff) it parks and the loop serves the other connections. So a proxied request
+// costs no kernel context switch, and thousands of idle keep-alive clients cost a fiber stack each
+// (kStackSize, committed as touched), not a thread. One acceptor fiber hands each new connection to the
+// loop with the fewest open connections, up to
 // `server.max_connections`; beyond it a new connection gets a 503 `overloaded` problem (Retry-After: 1,
 // Connection: close) and is closed: never queued.
 //
@@ -79,7 +80,9 @@ private:
     void acceptLoop();
     void reject(int fd);
     std::size_t leastLoaded() const;
-    void connectionMain(int fd);
+    void connectionMain(int fd, std::size_t loop);
+    /// A connection of loop `loop` is closed: its counts go down, stop() is told.
+    void connectionEnded(std::size_t loop);
     Close serve(int fd, Worker& worker);
 
     config::ServerConfig config_;

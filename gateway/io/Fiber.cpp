@@ -81,6 +81,34 @@ struct Loop::Impl {
     std::vector<std::pair<std::function<void()>, std::function<void()>>> remoteSpawns;  ///< fn, failed
     std::vector<std::pair<Fiber*, std::uint64_t>> remoteWakes;
     std::atomic<bool> stopRequested{false};
+
+    /// Wakes the loop's epoll_wait (the eventfd). Any thread.
+    void poke() {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] const ssize_t n = ::write(wakeFd, &one, sizeof one);
+    }
+    /// Queues work for the loop thread: `add` runs under remoteMutex; the loop is woken when the queues
+    /// were empty (otherwise a wake-up is already on its way).
+    template <class Add>
+    void queueRemote(Add&& add) {
+        bool first;
+        {
+            std::lock_guard lock(remoteMutex);
+            first = remoteSpawns.empty() && remoteWakes.empty();
+            add();
+        }
+        if (first) poke();
+    }
+    /// The table entry of `fd`, the table grown to hold it.
+    FdWait& entry(int fd) {
+        if (static_cast<std::size_t>(fd) >= fds.size()) fds.resize(std::max<std::size_t>(fd + 1, fds.size() * 2));
+        return fds[static_cast<std::size_t>(fd)];
+    }
+    /// Puts `fd` in the epoll set with `ev`, or changes its registration if it is there already.
+    bool addOrModify(int fd, epoll_event& ev) {
+        return ::epoll_ctl(epollFd, EPOLL_CTL_ADD, fd, &ev) == 0 ||
+               (errno == EEXIST && ::epoll_ctl(epollFd, EPOLL_CTL_MOD, fd, &ev) == 0);
+    }
 };
 
 namespace {
@@ -168,22 +196,12 @@ void Loop::spawn(std::function<void()> fn, std::function<void()> failed) {
         start(fn, failed);
         return;
     }
-    bool first;
-    {
-        std::lock_guard lock(impl_->remoteMutex);
-        first = impl_->remoteSpawns.empty() && impl_->remoteWakes.empty();
-        impl_->remoteSpawns.emplace_back(std::move(fn), std::move(failed));
-    }
-    if (first) {
-        const std::uint64_t one = 1;
-        [[maybe_unused]] const ssize_t n = ::write(impl_->wakeFd, &one, sizeof one);
-    }
+    impl_->queueRemote([&] { impl_->remoteSpawns.emplace_back(std::move(fn), std::move(failed)); });
 }
 
 void Loop::stop() {
     impl_->stopRequested.store(true);
-    const std::uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(impl_->wakeFd, &one, sizeof one);
+    impl_->poke();
 }
 
 void Loop::start(std::function<void()>& fn, std::function<void()>& failed) {
@@ -312,37 +330,24 @@ void Loop::wake(Fiber* f, std::uint64_t seq) {
         }
         return;
     }
-    bool first;
-    {
-        std::lock_guard lock(impl_->remoteMutex);
-        first = impl_->remoteSpawns.empty() && impl_->remoteWakes.empty();
-        impl_->remoteWakes.emplace_back(f, seq);
-    }
-    if (first) {
-        const std::uint64_t one = 1;
-        [[maybe_unused]] const ssize_t n = ::write(impl_->wakeFd, &one, sizeof one);
-    }
+    impl_->queueRemote([&] { impl_->remoteWakes.emplace_back(f, seq); });
 }
 
 bool Loop::armFd(int fd, short events) {
-    auto& fds = impl_->fds;
-    if (static_cast<std::size_t>(fd) >= fds.size()) fds.resize(std::max<std::size_t>(fd + 1, fds.size() * 2));
+    auto& entry = impl_->entry(fd);
     epoll_event ev{};
     ev.events = toEpoll(events);
     ev.data.u64 = static_cast<std::uint64_t>(fd);
     // EPOLLONESHOT: one event per wait, then the descriptor is disarmed (not removed): the next wait
     // re-arms it with one epoll_ctl. A descriptor closed and reopened under the same number has left
     // the set with its close: MOD fails with ENOENT and it is added again.
-    if (fds[fd].registered) {
+    if (entry.registered) {
         if (::epoll_ctl(impl_->epollFd, EPOLL_CTL_MOD, fd, &ev) == 0) return true;
         if (errno != ENOENT) return false;
     }
-    if (::epoll_ctl(impl_->epollFd, EPOLL_CTL_ADD, fd, &ev) == 0 ||
-        (errno == EEXIST && ::epoll_ctl(impl_->epollFd, EPOLL_CTL_MOD, fd, &ev) == 0)) {
-        fds[fd].registered = true;
-        return true;
-    }
-    return false;
+    if (!impl_->addOrModify(fd, ev)) return false;
+    entry.registered = true;
+    return true;
 }
 
 void Loop::drainRemote() {
@@ -540,14 +545,11 @@ Watch::Watch(int fd) : fd_(fd) {
     Loop* loop = tCurrentLoop;
     if (!loop || !loop->impl_->current || fd < 0) return;
     auto& impl = *loop->impl_;
-    if (static_cast<std::size_t>(fd) >= impl.fds.size()) impl.fds.resize(std::max<std::size_t>(fd + 1, impl.fds.size() * 2));
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = static_cast<std::uint64_t>(fd);
-    if (::epoll_ctl(impl.epollFd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
-        (errno != EEXIST || ::epoll_ctl(impl.epollFd, EPOLL_CTL_MOD, fd, &ev) != 0))
-        return;  // waits fall back to one-shot registrations
-    auto& entry = impl.fds[fd];
+    if (!impl.addOrModify(fd, ev)) return;  // waits fall back to one-shot registrations
+    auto& entry = impl.entry(fd);
     entry = {};
     entry.registered = true;
     entry.persistent = true;
