@@ -7,9 +7,11 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <iostream>
 #include <stdexcept>
+#include <variant>
 
 namespace idem::storage {
 namespace {
@@ -136,6 +138,25 @@ bool toInt(const std::string& s, long long& out) {
     return std::from_chars(s.data(), s.data() + s.size(), out).ec == std::errc{} && !s.empty();
 }
 
+/// A completed record from its code, hdr, hasbody and body fields (the begin script's DONE reply, or the
+/// replay read's HMGET).
+Result<BeginOutcome> decodeDone(const RedisReply& codeField, const RedisReply& hdr, const RedisReply& hasBody,
+                                const RedisReply& body) {
+    long long code = 0;
+    if (!codeField.isString() || !toInt(codeField.str(), code) || !hdr.isString() || !hasBody.isString())
+        return std::unexpected(corrupt("completed record lacks status or headers"));
+    Done done;
+    done.response.status = static_cast<int>(code);
+    if (auto ok = decodeResponseMeta(hdr.str(), done.response); !ok) return std::unexpected(ok.error());
+    if (hasBody.str() == "1") {
+        if (!body.isString()) return std::unexpected(corrupt("completed record lacks its body"));
+        done.response.body = body.str();
+    } else if (hasBody.str() != "0") {
+        return std::unexpected(corrupt("completed record has a bad body flag"));
+    }
+    return done;
+}
+
 Result<BeginOutcome> decodeBegin(const RedisReply& reply, const Token& token) {
     if (!reply.isArray() || reply.array().empty() || !reply.array()[0].isString())
         return std::unexpected(corrupt("begin: not a tagged array"));
@@ -146,21 +167,7 @@ Result<BeginOutcome> decodeBegin(const RedisReply& reply, const Token& token) {
         return InProgress{Millis(std::max<std::int64_t>(a[1].integer(), 1))};
     if (tag == "MISMATCH") return Mismatch{};
     if (tag == "ABANDONED" && a.size() == 2 && a[1].isString()) return Abandoned{a[1].str()};
-    if (tag == "DONE" && a.size() == 5) {
-        long long code = 0;
-        if (!a[1].isString() || !toInt(a[1].str(), code) || !a[2].isString() || !a[3].isString())
-            return std::unexpected(corrupt("completed record lacks status or headers"));
-        Done done;
-        done.response.status = static_cast<int>(code);
-        if (auto ok = decodeResponseMeta(a[2].str(), done.response); !ok) return std::unexpected(ok.error());
-        if (a[3].str() == "1") {
-            if (!a[4].isString()) return std::unexpected(corrupt("completed record lacks its body"));
-            done.response.body = a[4].str();
-        } else if (a[3].str() != "0") {
-            return std::unexpected(corrupt("completed record has a bad body flag"));
-        }
-        return done;
-    }
+    if (tag == "DONE" && a.size() == 5) return decodeDone(a[1], a[2], a[3], a[4]);
     return std::unexpected(corrupt("begin: unknown outcome '" + tag + "'"));
 }
 
@@ -176,17 +183,28 @@ public:
           takeover_(std::string(kPrelude) + std::string(kTakeoverBody)),
           complete_(std::string(kComplete)),
           release_(std::string(kRelease)),
-          extend_(std::string(kExtend)) {
+          extend_(std::string(kExtend)),
+          replayRead_(config.replayRead) {
         checkEvictionPolicy(config.requireNoEviction);
     }
 
     Result<BeginOutcome> begin(const RecordId& id, const Fingerprint& fp, const Token& token, Millis lease,
                                Millis retention) override {
         if (auto e = checkId(id)) return std::unexpected(*e);
+        if (readFirst()) {
+            auto settled = readSettled(id, fp);
+            if (!settled) return std::unexpected(settled.error());
+            if (*settled) {
+                noteBegin(true);
+                return std::move(**settled);
+            }
+        }
         const auto leaseMs = ms(lease), retentionMs = ms(retention);
         auto reply = eval(begin_, id, {token, fp, leaseMs, retentionMs});
         if (!reply) return std::unexpected(reply.error());
-        return decodeBegin(*reply, token);
+        auto outcome = decodeBegin(*reply, token);
+        noteBegin(outcome && std::holds_alternative<Done>(*outcome));
+        return outcome;
     }
 
     Result<BeginOutcome> takeover(const RecordId& id, const Fingerprint& fp, const Token& staleToken,
@@ -262,6 +280,48 @@ private:
 
     std::string keyOf(const RecordId& id) const { return prefix_ + "{" + id + "}"; }
 
+    // ---- replay read (RedisStoreConfig::replayRead) ----
+    // A completed record never changes until it expires (complete repeats change nothing; takeover and
+    // release touch only in-flight records), and Done and Mismatch are judged without a clock. So one
+    // plain HMGET can settle a begin that finds a completed record, or any record under another
+    // fingerprint, at the moment Redis runs it; everything else (absent, in flight under this
+    // fingerprint) goes to the begin script, which judges it atomically as before.
+
+    /// Done or Mismatch when the record settles this begin; nullopt when the begin script must decide.
+    Result<std::optional<BeginOutcome>> readSettled(const RecordId& id, const Fingerprint& fp) {
+        const auto key = keyOf(id);
+        RedisCommand cmd;
+        cmd.argv = {"HMGET", key, "st", "fp", "code", "hdr", "hasbody", "body"};
+        auto reply = dispatcher_->execute(key, cmd);
+        if (!reply) return std::unexpected(reply.error());
+        if (!reply->isArray() || reply->array().size() != 6)
+            return std::unexpected(corrupt("replay read: HMGET answered " + reply->text()));
+        const auto& a = reply->array();
+        if (a[0].isNil()) return std::nullopt;  // absent (or expired): the script creates it
+        if (!a[0].isString() || !a[1].isString())
+            return std::unexpected(corrupt("replay read: record lacks its state or fingerprint"));
+        if (a[1].str() != fp) return std::optional<BeginOutcome>(Mismatch{});
+        if (a[0].str() != "C") return std::nullopt;  // in flight: the lease is judged by the script
+        auto done = decodeDone(a[2], a[3], a[4], a[5]);
+        if (!done) return std::unexpected(done.error());
+        return std::optional<BeginOutcome>(std::move(*done));
+    }
+
+    bool readFirst() const {
+        using R = RedisStoreConfig::ReplayRead;
+        return replayRead_ == R::Always ||
+               (replayRead_ == R::Auto && doneShare_.load(std::memory_order_relaxed) >= kDoneShareOne / 2);
+    }
+
+    /// Auto mode's estimate: the share of recent begins that found a completed record, an exponentially
+    /// weighted average over about the last 64 (in 1/65536). Racy by design (relaxed load and store): it
+    /// picks a read path, never an outcome.
+    void noteBegin(bool done) {
+        if (replayRead_ != RedisStoreConfig::ReplayRead::Auto) return;
+        const auto s = doneShare_.load(std::memory_order_relaxed);
+        doneShare_.store(s - (s >> 6) + (done ? (kDoneShareOne >> 6) : 0), std::memory_order_relaxed);
+    }
+
     /// EVALSHA sha 1 key args..., with EVAL src 1 key args... as the NOSCRIPT fallback: one round trip
     /// unless the node lost its script cache (restart, failover, SCRIPT FLUSH).
     Result<RedisReply> eval(const Script& script, const RecordId& id, std::initializer_list<std::string_view> args) {
@@ -313,6 +373,9 @@ private:
     const StoreLimits limits_;
     const std::string name_;
     const Script begin_, takeover_, complete_, release_, extend_;
+    static constexpr std::uint32_t kDoneShareOne = 65536;
+    const RedisStoreConfig::ReplayRead replayRead_;
+    std::atomic<std::uint32_t> doneShare_{0};
 };
 
 }  // namespace

@@ -38,6 +38,12 @@ struct RedisStoreConfig {
     Millis poolWaitTimeout{1000};         ///< bound on waiting for a free connection (pooled) or to be sent
                                           ///< (pipelined)
     bool requireNoEviction = false;       ///< maxmemory-policy other than noeviction: fatal instead of a warning
+    /// How begin reads a record that may be completed. Never: always the begin script. Always: a plain
+    /// HMGET first, which answers a completed record (replay or mismatch) without Lua, then the script for
+    /// anything else. Auto: HMGET first only while most recent begins found a completed record (a retry
+    /// storm), so the common miss pays no extra round trip.
+    enum class ReplayRead { Auto, Always, Never };
+    ReplayRead replayRead = ReplayRead::Auto;
     int maxRedirects = 5;                 ///< MOVED/ASK/TRYAGAIN attempts under one deadline (cluster)
     Millis slotRefreshInterval{10000};    ///< periodic CLUSTER SLOTS refresh (cluster)
 };

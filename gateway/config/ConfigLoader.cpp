@@ -98,6 +98,12 @@ constexpr std::array<Named<core::BalancePolicy>, 3> kBalance{{
     {"weighted", core::BalancePolicy::Weighted},
     {"least_connections", core::BalancePolicy::LeastConnections},
 }};
+constexpr std::array<Named<storage::RedisStoreConfig::ReplayRead>, 3> kReplayRead{{
+    {"auto", storage::RedisStoreConfig::ReplayRead::Auto},
+    {"always", storage::RedisStoreConfig::ReplayRead::Always},
+    {"never", storage::RedisStoreConfig::ReplayRead::Never},
+}};
+
 constexpr std::array<Named<StoreConfig::Type>, 4> kStoreTypes{{
     {"memory", StoreConfig::Type::Memory},
     {"redis", StoreConfig::Type::Redis},
@@ -133,11 +139,11 @@ const std::vector<std::string_view> kStoreKeys{"type", "max_response_size", "mem
 const std::vector<std::string_view> kMemoryKeys{"max_records", "shards", "sweep_interval"};
 const std::vector<std::string_view> kRedisKeys{"address", "password_env", "password_file", "key_prefix", "pool_size",
                                                "pipeline_connections", "connect_timeout", "command_timeout",
-                                               "pool_wait_timeout", "require_noeviction"};
+                                               "pool_wait_timeout", "require_noeviction", "replay_read"};
 const std::vector<std::string_view> kRedisClusterKeys{"nodes", "password_env", "password_file", "key_prefix",
                                                       "pool_size", "pipeline_connections", "connect_timeout",
                                                       "command_timeout", "pool_wait_timeout", "require_noeviction",
-                                                      "max_redirects", "slot_refresh_interval"};
+                                                      "replay_read", "max_redirects", "slot_refresh_interval"};
 const std::vector<std::string_view> kPostgresKeys{"url", "password_env", "password_file", "table", "pool_size",
                                                   "connect_timeout", "statement_timeout", "pool_wait_timeout",
                                                   "migrate_on_start", "reap_interval", "reap_batch"};
@@ -764,6 +770,7 @@ void Loader::readRedis(const Section& s, storage::RedisStoreConfig& out, bool cl
         out.poolWaitTimeout = duration(*v, s.pathOf("pool_wait_timeout"), false);
     if (const Entry* v = s.find("require_noeviction"))
         out.requireNoEviction = boolean(*v, s.pathOf("require_noeviction"));
+    if (const Entry* v = s.find("replay_read")) out.replayRead = choice(*v, s.pathOf("replay_read"), kReplayRead);
 }
 
 void Loader::readPostgres(const Section& s, storage::PostgresStoreConfig& out) const {
@@ -2042,6 +2049,7 @@ std::string describeConfig(const Config& c) {
         o << "    command_timeout: " << formatDuration(r.commandTimeout) << "\n";
         o << "    pool_wait_timeout: " << formatDuration(r.poolWaitTimeout) << "\n";
         o << "    require_noeviction: " << (r.requireNoEviction ? "true" : "false") << "\n";
+        o << "    replay_read: " << nameOf(kReplayRead, r.replayRead) << "\n";
         if (st.type == StoreConfig::Type::RedisCluster) {
             o << "    max_redirects: " << r.maxRedirects << "\n";
             o << "    slot_refresh_interval: " << formatDuration(r.slotRefreshInterval) << "\n";

@@ -28,14 +28,19 @@
 
 namespace idem::test {
 
-/// The conformance fixture: a fresh store with its own key prefix on the fixture server.
-struct RedisFx {
-    static constexpr const char* kName = "redis";
+using ReplayRead = storage::RedisStoreConfig::ReplayRead;
+
+/// The conformance fixture: a fresh store with its own key prefix on the fixture server. The suite runs
+/// twice: with the default replay_read (auto: the begin script decides every begin at the suite's low
+/// replay share) and with replay_read always (a plain HMGET settles completed records first).
+template <ReplayRead Mode>
+struct RedisFxOf {
+    static constexpr const char* kName = Mode == ReplayRead::Always ? "redis-replay-read" : "redis";
     static constexpr bool kNetworked = true;
     static constexpr Millis kTtlUnit{300};
     static constexpr std::size_t kMaxResponseBytes = kMinConformanceResponseBytes;
 
-    RedisFx() : address_(redistest::standaloneService()), prefix_(redistest::uniquePrefix()) {
+    RedisFxOf() : address_(redistest::standaloneService()), prefix_(redistest::uniquePrefix()) {
         store_ = storage::makeRedisStore(config(address_), redistest::limits());
     }
 
@@ -54,7 +59,9 @@ struct RedisFx {
 
     const std::string& prefix() const { return prefix_; }
     storage::RedisStoreConfig config(storage::HostPort address) const {
-        return redistest::standaloneConfig(prefix_, std::move(address));
+        auto c = redistest::standaloneConfig(prefix_, std::move(address));
+        c.replayRead = Mode;
+        return c;
     }
 
 private:
@@ -63,7 +70,8 @@ private:
     std::unique_ptr<storage::Store> store_;
 };
 
-using StoreFixtures = std::tuple<RedisFx>;
+using RedisFx = RedisFxOf<ReplayRead::Auto>;
+using StoreFixtures = std::tuple<RedisFx, RedisFxOf<ReplayRead::Always>>;
 
 BOOST_AUTO_TEST_SUITE(store_conformance)
 #include "tests/conformance/StoreConformanceCases.h"
@@ -176,10 +184,100 @@ BOOST_AUTO_TEST_CASE(record_layout_is_one_hash_per_record) {
     BOOST_TEST(admin.text({"OBJECT", "ENCODING", key}) == "listpack");
 }
 
+// replay_read: `always` settles a completed record (replay or mismatch) and any record under another
+// fingerprint with one plain HMGET and no script; everything else still runs the begin script. `never`
+// reads nothing first; `auto` reads first only once most recent begins found a completed record, and
+// stops again when misses return. Counted on a redis-server of this test's own (INFO commandstats).
+BOOST_AUTO_TEST_CASE(replay_read_settles_completed_records_without_a_script) {
+    redistest::RedisProcess server;
+    Admin admin(server.address());
+    const auto calls = [&](const std::string& cmd) {
+        return admin.infoCounter("commandstats", "cmdstat_" + cmd, "calls");
+    };
+    // Every script here (begin, complete) runs exactly one HMGET of its own: the plain reads are the rest.
+    const auto scripts = [&] { return calls("evalsha") + calls("eval"); };
+    const auto reads = [&] { return calls("hmget") - scripts(); };
+    const auto storeWith = [&](ReplayRead mode) {
+        auto cfg = redistest::standaloneConfig(redistest::uniquePrefix(), server.address());
+        cfg.replayRead = mode;
+        return storage::makeRedisStore(cfg, redistest::limits());
+    };
+    const auto fp = fingerprintOf("replay-read"), otherFp = fingerprintOf("replay-read-other");
+    const StoredResponse answer = response("replayed");
+    {
+        // Load both scripts (EVAL after NOSCRIPT) so that every later script is one EVALSHA.
+        auto warm = storeWith(ReplayRead::Never);
+        const auto t = newToken();
+        BOOST_REQUIRE(isOwnedBy(warm->begin("rr-warm", fp, t, kLongLease, kLongRetention), t));
+        BOOST_REQUIRE(isOk(warm->complete("rr-warm", t, answer, kLongRetention)));
+    }
+    {
+        auto store = storeWith(ReplayRead::Always);
+        const auto owner = newToken();
+        // Absent: one read, then the script creates the record.
+        auto r0 = reads(), s0 = scripts();
+        BOOST_TEST(isOwnedBy(store->begin("rr-1", fp, owner, kLongLease, kLongRetention), owner));
+        BOOST_TEST(reads() == r0 + 1);
+        BOOST_TEST(scripts() == s0 + 1);
+        // In flight under this fingerprint: the script judges the lease (busy).
+        auto busy = store->begin("rr-1", fp, newToken(), kLongLease, kLongRetention);
+        BOOST_TEST(as<InProgress>(busy), describe(busy));
+        BOOST_TEST(scripts() == s0 + 2);
+        // In flight under another fingerprint: settled by the read.
+        auto other = store->begin("rr-1", otherFp, newToken(), kLongLease, kLongRetention);
+        BOOST_TEST(as<Mismatch>(other), describe(other));
+        BOOST_TEST(scripts() == s0 + 2);
+        BOOST_TEST(reads() == r0 + 3);
+
+        BOOST_REQUIRE(isOk(store->complete("rr-1", owner, answer, kLongRetention)));
+        const auto r1 = reads(), s1 = scripts();
+        for (int i = 0; i < 3; ++i)
+            BOOST_TEST(isDoneWith(store->begin("rr-1", fp, newToken(), kLongLease, kLongRetention), answer));
+        auto late = store->begin("rr-1", otherFp, newToken(), kLongLease, kLongRetention);
+        BOOST_TEST(as<Mismatch>(late), describe(late));
+        BOOST_TEST(reads() == r1 + 4);
+        BOOST_TEST(scripts() == s1);  // no script for a completed record
+    }
+    {
+        auto store = storeWith(ReplayRead::Never);
+        const auto owner = newToken();
+        BOOST_REQUIRE(isOwnedBy(store->begin("rr-2", fp, owner, kLongLease, kLongRetention), owner));
+        BOOST_REQUIRE(isOk(store->complete("rr-2", owner, answer, kLongRetention)));
+        const auto r0 = reads();
+        for (int i = 0; i < 100; ++i)
+            BOOST_TEST(isDoneWith(store->begin("rr-2", fp, newToken(), kLongLease, kLongRetention), answer));
+        BOOST_TEST(reads() == r0);
+    }
+    {
+        auto store = storeWith(ReplayRead::Auto);
+        const auto owner = newToken();
+        BOOST_REQUIRE(isOwnedBy(store->begin("rr-3", fp, owner, kLongLease, kLongRetention), owner));
+        BOOST_REQUIRE(isOk(store->complete("rr-3", owner, answer, kLongRetention)));
+        // A run of replays: the first ones go through the script, then the read takes over.
+        const auto r0 = reads();
+        for (int i = 0; i < 200; ++i)
+            BOOST_TEST(isDoneWith(store->begin("rr-3", fp, newToken(), kLongLease, kLongRetention), answer));
+        const auto readsDuringReplays = reads() - r0;
+        BOOST_TEST(readsDuringReplays > 100);
+        BOOST_TEST(readsDuringReplays < 200);
+        // A run of new keys: the reads stop once misses dominate again.
+        for (int i = 0; i < 200; ++i) {
+            const auto t = newToken();
+            BOOST_TEST(isOwnedBy(store->begin("rr-new-" + std::to_string(i), fp, t, kLongLease, kLongRetention), t));
+        }
+        const auto r1 = reads();
+        for (int i = 0; i < 50; ++i) {
+            const auto t = newToken();
+            BOOST_TEST(isOwnedBy(store->begin("rr-more-" + std::to_string(i), fp, t, kLongLease, kLongRetention), t));
+        }
+        BOOST_TEST(reads() == r1);
+    }
+}
+
 // Something unreadable at a record's address is Corrupt, never a miss that would let the request run again:
-// a value of another type, or a completed record whose header block does not decode.
-BOOST_AUTO_TEST_CASE(unreadable_records_are_corrupt_never_a_miss) {
-    RedisFx fx;
+// a value of another type, or a completed record whose header block does not decode; on both read paths.
+BOOST_AUTO_TEST_CASE_TEMPLATE(unreadable_records_are_corrupt_never_a_miss, Fx, StoreFixtures) {
+    Fx fx;
     Admin admin(redistest::standaloneService());
     const auto fp = fingerprintOf("corrupt");
     const storage::RecordId foreign = hashParts({runId(), "foreign"}), garbled = hashParts({runId(), "garbled"});

@@ -123,6 +123,7 @@ std::vector<BadCase> badCases() {
         {"url user info", withUrl("http://u:p@127.0.0.1:9090"), "upstreams.up.url", "user info"},
         {"upstream pool zero", upstream("pool_size: 0"), "upstreams.up.pool_size", "from 1 to 65535"},
         {"redis pipeline too many", top("store: {type: redis, redis: {pipeline_connections: 65}}"), "store.redis.pipeline_connections", "from 0 to 64"},
+        {"redis replay read", top("store: {type: redis, redis: {replay_read: sometimes}}"), "store.redis.replay_read", "expected one of: auto, always, never"},
         {"upstream timeout zero", upstream("timeout: 0s"), "upstreams.up.timeout", "must be greater than 0"},
         {"bad upstream name", "upstreams: {\"up stream\": {url: http://127.0.0.1:1}}\nroutes: {r: {path: /p, upstream: up}}\n", "upstreams.up stream", "upstream names may use"},
         // Listen addresses.
@@ -648,7 +649,7 @@ BOOST_AUTO_TEST_CASE(storeBackendsAndSecrets) {
     const Config r = loadConfigString(
         top("store:\n  type: redis\n  redis: {address: \"redis.local:6380\", password_env: IDEMGATE_TEST_REDIS_PW, "
             "key_prefix: \"t:\", pool_size: 2, pipeline_connections: 0, connect_timeout: 100ms, "
-            "command_timeout: 200ms, pool_wait_timeout: 300ms, require_noeviction: true}"),
+            "command_timeout: 200ms, pool_wait_timeout: 300ms, require_noeviction: true, replay_read: always}"),
         "t.yaml");
     BOOST_TEST((r.store.type == StoreType::Redis));
     BOOST_TEST(r.store.redis.address.host == "redis.local");
@@ -661,6 +662,7 @@ BOOST_AUTO_TEST_CASE(storeBackendsAndSecrets) {
     BOOST_TEST(r.store.redis.commandTimeout.count() == 200);
     BOOST_TEST(r.store.redis.poolWaitTimeout.count() == 300);
     BOOST_TEST(r.store.redis.requireNoEviction);
+    BOOST_TEST((r.store.redis.replayRead == idem::storage::RedisStoreConfig::ReplayRead::Always));
 
     const Config rc = loadConfigString(
         top("store:\n  type: redis-cluster\n  redis_cluster: {nodes: [\"127.0.0.1:7000\", \"[::1]:7001\"], "
@@ -673,6 +675,7 @@ BOOST_AUTO_TEST_CASE(storeBackendsAndSecrets) {
     BOOST_TEST(rc.store.redis.maxRedirects == 3);
     BOOST_TEST(rc.store.redis.pipelineConnections == 4u);
     BOOST_TEST(rc.store.redis.poolSize == 16u);  // defaults
+    BOOST_TEST((rc.store.redis.replayRead == idem::storage::RedisStoreConfig::ReplayRead::Auto));
     BOOST_TEST(idem::storage::RedisStoreConfig{}.pipelineConnections == 2u);
     BOOST_TEST(rc.store.redis.slotRefreshInterval.count() == 2'000);
     BOOST_TEST(rc.store.redis.password.empty());
