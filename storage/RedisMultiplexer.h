@@ -40,9 +40,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 namespace idem::storage {
+
+namespace mux {
+template <class Session>
+class Multiplexer;
+}
 
 class RedisMultiplexer {
 public:
@@ -66,18 +70,13 @@ public:
                                std::chrono::milliseconds timeout);
 
     Stats stats() const;
-    const RedisEndpoint& endpoint() const { return endpoint_; }
+    const RedisEndpoint& endpoint() const;
     /// How many connections it may open: twice the batching connections.
-    std::size_t connections() const { return channels_.size(); }
+    std::size_t connections() const;
 
 private:
-    class Channel;
-    Channel& pick();
-
-    const RedisEndpoint endpoint_;
-    const RedisConnectionOptions options_;
-    const std::size_t batching_;  ///< channels_[0, batching_) take the load once every channel is busy
-    std::vector<std::unique_ptr<Channel>> channels_;  ///< 2 * batching_
+    class Session;
+    std::unique_ptr<mux::Multiplexer<Session>> mux_;
 };
 
 }  // namespace idem::storage
