@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include "gateway/io/Fiber.h"
 
@@ -281,28 +282,52 @@ Result<PgResult> PgConnection::exec(const std::string& sql, std::span<const PgPa
 Result<PgResult> PgConnection::run(Send kind, const std::string& what, std::span<const PgParam> params) {
     const std::string label = kind == Send::Prepared ? what : "statement";
     if (broken_) return std::unexpected(unavailable("postgres " + label + ": connection is broken"));
-    const int n = static_cast<int>(params.size());
-    std::vector<const char*> values(params.size());
-    std::vector<int> lengths(params.size());
-    std::vector<int> formats(params.size(), 1);
+    if (auto sent = send(kind, what, params, label); !sent) return std::unexpected(sent.error());
+    const auto deadline = Clock::now() + statementTimeout_ + clientMargin(statementTimeout_);
+    if (auto flushed = flush(deadline, label); !flushed) return std::unexpected(flushed.error());
+    return awaitResult(deadline, label);
+}
+
+Result<void> PgConnection::send(Send kind, const std::string& what, std::span<const PgParam> params,
+                                const std::string& label) {
+    constexpr std::size_t kInline = 8;  // our statements have at most 6 parameters
+    const char* valuesInline[kInline];
+    int lengthsInline[kInline];
+    static constexpr int kFormats[kInline] = {1, 1, 1, 1, 1, 1, 1, 1};
+    std::vector<const char*> valuesHeap;
+    std::vector<int> lengthsHeap, formatsHeap;
+    const char** values = valuesInline;
+    int* lengths = lengthsInline;
+    const int* formats = kFormats;
+    if (params.size() > kInline) {
+        valuesHeap.resize(params.size());
+        lengthsHeap.resize(params.size());
+        formatsHeap.assign(params.size(), 1);
+        values = valuesHeap.data();
+        lengths = lengthsHeap.data();
+        formats = formatsHeap.data();
+    }
     for (std::size_t i = 0; i < params.size(); ++i) {
         values[i] = params[i].data();
         lengths[i] = params[i].length();
     }
+    const int n = static_cast<int>(params.size());
     const int ok = kind == Send::Prepared
-                       ? PQsendQueryPrepared(c_, what.c_str(), n, values.data(), lengths.data(), formats.data(), 1)
-                       : PQsendQueryParams(c_, what.c_str(), n, nullptr, values.data(), lengths.data(),
-                                           formats.data(), 1);
+                       ? PQsendQueryPrepared(c_, what.c_str(), n, values, lengths, formats, 1)
+                       : PQsendQueryParams(c_, what.c_str(), n, nullptr, values, lengths, formats, 1);
     if (!ok) {
         auto f = pgError(c_, nullptr, label);
         broken_ = broken_ || f.poison;
         return std::unexpected(f.error);
     }
-    const auto deadline = Clock::now() + statementTimeout_ + clientMargin(statementTimeout_);
+    return {};
+}
+
+Result<void> PgConnection::flush(Clock::time_point deadline, const std::string& label) {
     // Non-blocking mode: push the whole request out (a large bytea may not fit the socket buffer).
     for (;;) {
         const int f = PQflush(c_);
-        if (f == 0) break;
+        if (f == 0) return {};
         if (f < 0) {
             auto e = pgError(c_, nullptr, label);
             broken_ = true;
@@ -320,7 +345,170 @@ Result<PgResult> PgConnection::run(Send kind, const std::string& what, std::span
             return std::unexpected(e.error);
         }
     }
-    return awaitResult(deadline, label);
+}
+
+Result<void> PgConnection::enterPipeline() {
+    if (PQenterPipelineMode(c_) != 1) {
+        broken_ = true;
+        return std::unexpected(unavailable("postgres: cannot enter pipeline mode: " + trimmed(PQerrorMessage(c_))));
+    }
+    pipelined_ = true;
+    return {};
+}
+
+void PgConnection::pipeline(std::span<const PgCall> calls, std::vector<Result<PgResult>>& out) {
+    out.clear();
+    if (calls.empty()) return;
+    if (calls.size() == 1) return pipelineRun(calls, out, nullptr);
+    // One transaction for the batch: one Sync, so one write, one commit and one flush of the answers.
+    // Every statement touches one row, and the batch is sent in the callers' lock-key order (PgCall),
+    // so that two batches never wait for each other's rows in a cycle.
+    order_.resize(calls.size());
+    for (std::size_t i = 0; i < calls.size(); ++i) order_[i] = i;
+    std::stable_sort(order_.begin(), order_.end(),
+                     [&](std::size_t a, std::size_t b) { return calls[a].lockKey < calls[b].lockKey; });
+    sorted_.clear();
+    for (auto i : order_) sorted_.push_back(calls[i]);
+    std::vector<Result<PgResult>> inOrder;
+    std::vector<char> retry;
+    pipelineRun(sorted_, inOrder, &retry);
+    out.clear();
+    for (std::size_t i = 0; i < calls.size(); ++i) out.emplace_back(std::unexpected(StoreError{}));
+    // A statement that failed rolls the whole batch back: it reports its own error, and every other one
+    // (rolled back, or never run: PGRES_PIPELINE_ABORTED) runs again in a transaction of its own.
+    std::vector<std::size_t> again;
+    for (std::size_t k = 0; k < inOrder.size(); ++k) {
+        auto& r = inOrder[k];
+        if (retry[k]) again.push_back(order_[k]);
+        else out[order_[k]] = std::move(r);
+    }
+    if (again.empty()) return;
+    std::vector<PgCall> rerun;
+    for (auto i : again) rerun.push_back(calls[i]);
+    std::vector<Result<PgResult>> rerunOut;
+    pipelineRun(rerun, rerunOut, nullptr);
+    for (std::size_t k = 0; k < again.size(); ++k) out[again[k]] = std::move(rerunOut[k]);
+}
+
+void PgConnection::pipelineRun(std::span<const PgCall> calls, std::vector<Result<PgResult>>& out,
+                               std::vector<char>* retry) {
+    out.clear();
+    const bool oneTransaction = retry != nullptr;
+    if (retry) retry->assign(calls.size(), 0);
+    // A connection-level failure: every call not yet answered gets the error. In one transaction, so
+    // does every answered one: until its Sync is read, the batch's commit is not known to have happened.
+    const auto failRest = [&](const StoreError& e) {
+        broken_ = true;
+        if (oneTransaction)
+            for (auto& r : out) r = std::unexpected(e);
+        while (out.size() < calls.size()) out.push_back(std::unexpected(e));
+    };
+    if (broken_ || !pipelined_) return failRest(unavailable("postgres pipeline: connection is broken"));
+    const std::string label = calls.size() == 1 ? *calls[0].name : "pipeline of " + std::to_string(calls.size());
+    for (const auto& call : calls) {
+        if (auto sent = send(Send::Prepared, *call.name, call.params, *call.name); !sent) return failRest(sent.error());
+        // Without oneTransaction each statement is its own implicit transaction (PQpipelineSync also
+        // flushes: libpq 15 has no Sync without a flush).
+        if (!oneTransaction && PQpipelineSync(c_) != 1) return failRest(pgError(c_, nullptr, label).error);
+    }
+    if (oneTransaction && PQpipelineSync(c_) != 1) return failRest(pgError(c_, nullptr, label).error);
+    const auto bound = statementTimeout_ + clientMargin(statementTimeout_);
+    if (auto flushed = flush(Clock::now() + bound, label); !flushed) return failRest(flushed.error());
+
+    // Waits until PQgetResult would not block; false: the connection failed (out is completed).
+    const auto ready = [&](Clock::time_point deadline, const std::string& what) {
+        while (PQisBusy(c_)) {
+            std::string err;
+            if (!waitSocket(PQsocket(c_), false, deadline, err)) {
+                failRest(StoreError{StoreError::Kind::Timeout,
+                                    "postgres " + what + ": no reply within " + std::to_string(bound.count()) + " ms"});
+                return false;
+            }
+            if (!PQconsumeInput(c_)) {
+                failRest(pgError(c_, nullptr, what).error);
+                return false;
+            }
+        }
+        return true;
+    };
+    // Reads the Sync that closes a transaction; false: the connection failed or is out of step, and
+    // every call of that transaction (and every later one) has the error.
+    const auto readSync = [&](Clock::time_point deadline, const std::string& what) {
+        const std::size_t answered = out.size();
+        const auto failTransaction = [&](const StoreError& e) {
+            // Per statement, the last answered call is this Sync's transaction: its commit is unknown.
+            if (!oneTransaction && answered > 0) out[answered - 1] = std::unexpected(e);
+            failRest(e);
+            return false;
+        };
+        while (PQisBusy(c_)) {
+            std::string err;
+            if (!waitSocket(PQsocket(c_), false, deadline, err))
+                return failTransaction(StoreError{StoreError::Kind::Timeout, "postgres " + what + ": no reply within " +
+                                                                                 std::to_string(bound.count()) + " ms"});
+            if (!PQconsumeInput(c_)) return failTransaction(pgError(c_, nullptr, what).error);
+        }
+        pg_result* sync = PQgetResult(c_);
+        const bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+        if (sync) PQclear(sync);
+        if (synced && PQstatus(c_) == CONNECTION_OK) return true;
+        return failTransaction(pgError(c_, nullptr, what + " (pipeline out of step)").error);
+    };
+    bool batchFailed = false;
+    for (const auto& call : calls) {
+        // Each statement's deadline starts when the previous one answered: the server runs them in turn.
+        const auto deadline = Clock::now() + bound;
+        PgResult kept;
+        pg_result* failed = nullptr;
+        bool any = false, aborted = false;
+        // The statement's results end with a null.
+        for (int nulls = 0;;) {
+            if (!ready(deadline, *call.name)) {
+                if (failed) PQclear(failed);
+                return;
+            }
+            pg_result* r = PQgetResult(c_);
+            if (!r) {
+                if (any) break;
+                if (++nulls > 1 || PQstatus(c_) != CONNECTION_OK) {
+                    failRest(pgError(c_, nullptr, *call.name).error);
+                    return;
+                }
+                continue;  // a null before the first result ends the previous Sync's cycle
+            }
+            any = true;
+            const auto st = PQresultStatus(r);
+            if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+                kept = PgResult(r);
+            } else if (st == PGRES_PIPELINE_ABORTED) {
+                aborted = true;
+                PQclear(r);
+            } else if (st == PGRES_PIPELINE_SYNC || failed) {
+                PQclear(r);  // out of step (a Sync here) or a second failure: the first one is reported
+            } else {
+                failed = r;
+            }
+        }
+        if (failed) {
+            auto f = pgError(c_, failed, *call.name);
+            PQclear(failed);
+            broken_ = broken_ || f.poison;
+            out.push_back(std::unexpected(f.error));
+            batchFailed = true;
+        } else if (aborted) {
+            out.push_back(std::unexpected(unavailable("postgres " + *call.name + ": aborted with its batch")));
+            (*retry)[out.size() - 1] = 1;  // only a one-transaction batch is ever aborted
+        } else {
+            out.push_back(std::move(kept));
+        }
+        if (!oneTransaction && !readSync(deadline, *call.name)) return;
+    }
+    if (oneTransaction && !readSync(Clock::now() + bound, label)) return;
+    if (oneTransaction && batchFailed) {
+        // Rolled back: what succeeded before the failure did not happen after all.
+        for (std::size_t k = 0; k < out.size(); ++k)
+            if (out[k]) (*retry)[k] = 1;
+    }
 }
 
 Result<PgResult> PgConnection::awaitResult(Clock::time_point deadline, const std::string& label) {
@@ -380,6 +568,14 @@ bool PgConnection::checkIdle() {
             broken_ = true;
             return false;
         }
+    }
+    // libpq may have taken the server's last words as a notice (pipeline mode does) without reading the
+    // end of the stream yet: look for it, or for anything else unasked, without consuming it.
+    char byte;
+    const ssize_t n = ::recv(PQsocket(c_), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        broken_ = true;
+        return false;
     }
     return true;
 }

@@ -121,6 +121,14 @@ private:
     pg_result* r_ = nullptr;
 };
 
+/// One statement of a pipeline: a statement prepared at connect time and its parameters (which must stay
+/// valid until the pipeline returns).
+struct PgCall {
+    const std::string* name;
+    std::span<const PgParam> params;
+    std::string_view lockKey;  ///< the row the statement touches (a batch runs in this order); may be empty
+};
+
 /// How to reach the database. `url` is a libpq URI or key=value string (multi-host allowed); its
 /// parameters override our defaults (target_session_attrs=read-write, keepalives, application_name),
 /// while `password`, when set, is passed as its own parameter and wins over the url.
@@ -149,6 +157,18 @@ public:
     /// by the server unless cast in the SQL.
     Result<PgResult> exec(const std::string& sql, std::span<const PgParam> params = {});
 
+    /// Switches the connection into libpq pipeline mode, for pipeline() only (execPrepared and exec are
+    /// then no longer allowed). Fails as Unavailable.
+    Result<void> enterPipeline();
+    /// In pipeline mode: runs every call (a statement prepared at connect time, touching at most one row)
+    /// in one write and one transaction, sorted by lockKey so that concurrent batches never deadlock, and
+    /// puts the results into `out`, one per call, in the calls' order. If a statement fails, the batch
+    /// rolls back: that statement reports its error and every other one runs again in a transaction of its
+    /// own, so one request's error never becomes another's. Each result is bounded by the statement
+    /// timeout plus a margin from the previous one. A connection-level failure (lost, timed out, out of
+    /// step) gives every call not yet answered that error and marks the connection broken.
+    void pipeline(std::span<const PgCall> calls, std::vector<Result<PgResult>>& out);
+
     /// True once the connection failed in a way that forbids reuse; the pool then drops it.
     bool broken() const { return broken_; }
     /// Forbids reuse: the pool closes the connection when it comes back (e.g. a session-level lock
@@ -162,12 +182,21 @@ private:
     PgConnection(pg_conn* c, Millis statementTimeout);
     enum class Send { Prepared, Sql };
     Result<PgResult> run(Send kind, const std::string& what, std::span<const PgParam> params);
+    Result<void> send(Send kind, const std::string& what, std::span<const PgParam> params, const std::string& label);
+    Result<void> flush(std::chrono::steady_clock::time_point deadline, const std::string& label);
+    /// pipeline() in one round trip: each call in its own transaction (retry null), or all in one
+    /// (retry set: then (*retry)[i] says that call i did not take effect, rolled back or aborted with the
+    /// batch, and must run again).
+    void pipelineRun(std::span<const PgCall> calls, std::vector<Result<PgResult>>& out, std::vector<char>* retry);
     Result<PgResult> awaitResult(std::chrono::steady_clock::time_point deadline, const std::string& what);
     Result<void> prepare(const PgStatement& st);
 
     pg_conn* c_ = nullptr;
     Millis statementTimeout_;
     bool broken_ = false;
+    bool pipelined_ = false;
+    std::vector<std::size_t> order_;  // pipeline(): reused across batches
+    std::vector<PgCall> sorted_;
 };
 
 /// A bounded pool of lazily opened connections. A caller waits at most `waitTimeout` for a free slot

@@ -1,6 +1,7 @@
 #include "storage/PostgresStore.h"
 
 #include "storage/PgConnection.h"
+#include "storage/PgMultiplexer.h"
 #include "storage/RecordCodec.h"
 
 #include <algorithm>
@@ -179,6 +180,10 @@ public:
         : limits_(limits),
           table_(table.full()),
           pool_(connectOptions(config), statements(table), config.poolSize, config.poolWaitTimeout),
+          mux_(config.pipelineConnections > 0
+                   ? std::make_unique<PgMultiplexer>(connectOptions(config), statements(table), config.pipelineConnections)
+                   : nullptr),
+          poolWait_(config.poolWaitTimeout),
           reapInterval_(config.reapInterval),
           reapBatch_(std::max<std::size_t>(1, config.reapBatch)),
           reaperKey_(tableHash(table.full())) {
@@ -205,7 +210,7 @@ public:
         if (auto e = checkId(id)) return std::unexpected(*e);
         const PgParam p[] = {PgParam::text(id),         PgParam::text(fp),         PgParam::text(staleToken),
                              PgParam::text(freshToken), PgParam::int8(ms(lease)), PgParam::int8(ms(retention))};
-        auto r = pool_.execPrepared("takeover", p);
+        auto r = exec("takeover", p);
         if (!r) return std::unexpected(r.error());
         if (r->rows() == 1) {
             auto fence = r->int8(0, 0);
@@ -231,13 +236,13 @@ public:
                              PgParam::bytea(meta),
                              response.body ? PgParam::bytea(*response.body) : PgParam::null(),
                              PgParam::int8(ms(retention))};
-        auto r = pool_.execPrepared("complete", p);
+        auto r = exec("complete", p);
         if (!r) return std::unexpected(r.error());
         if (r->affectedRows() == 1) return CompleteOutcome::Ok;
         // Not in flight under this token: a repeat by the owner after completion is Ok (and changes
         // nothing); anything else (missing, expired, taken over) is Fenced.
         const PgParam q[] = {PgParam::text(id), PgParam::text(token)};
-        auto done = pool_.execPrepared("completed_by", q);
+        auto done = exec("completed_by", q);
         if (!done) return std::unexpected(done.error());
         return done->rows() == 1 ? CompleteOutcome::Ok : CompleteOutcome::Fenced;
     }
@@ -245,7 +250,7 @@ public:
     Result<bool> release(const RecordId& id, const Token& token) override {
         if (auto e = checkId(id)) return std::unexpected(*e);
         const PgParam p[] = {PgParam::text(id), PgParam::text(token)};
-        auto r = pool_.execPrepared("release", p);
+        auto r = exec("release", p);
         if (!r) return std::unexpected(r.error());
         return r->affectedRows() == 1;
     }
@@ -253,7 +258,7 @@ public:
     Result<bool> extend(const RecordId& id, const Token& token, Millis lease) override {
         if (auto e = checkId(id)) return std::unexpected(*e);
         const PgParam p[] = {PgParam::text(id), PgParam::text(token), PgParam::int8(ms(lease))};
-        auto r = pool_.execPrepared("extend", p);
+        auto r = exec("extend", p);
         if (!r) return std::unexpected(r.error());
         return r->affectedRows() == 1;
     }
@@ -268,7 +273,7 @@ public:
     }
 
     Result<void> ping() override {
-        auto r = pool_.execPrepared("ping", {});
+        auto r = exec("ping", {});  // the path the record statements take
         if (!r) return std::unexpected(r.error());
         return {};
     }
@@ -289,9 +294,7 @@ private:
                                PgParam::int8(ms(retention))};
         const PgParam sel[] = {PgParam::text(id), PgParam::text(fp), PgParam::text(token)};
         for (int attempt = 0; attempt < kBeginAttempts; ++attempt) {
-            auto conn = pool_.acquire();
-            if (!conn) return std::unexpected(conn.error());
-            auto r = (*conn)->execPrepared("begin", ins);
+            auto r = exec("begin", ins);
             if (!r) return std::unexpected(r.error());
             if (r->rows() == 1) {
                 auto fence = r->int8(0, 0);
@@ -300,13 +303,24 @@ private:
             }
             // The row exists and is live (ON CONFLICT ... WHERE refused the update). Read it; if it is
             // gone by now (expired, released or purged in between), go round again.
-            auto s = (*conn)->execPrepared("lookup", sel);
+            auto s = exec("lookup", sel);
             if (!s) return std::unexpected(s.error());
             if (s->rows() == 1) return classify(*s, token);
         }
         return std::unexpected(StoreError{StoreError::Kind::Unavailable,
                                           "postgres begin: record " + id + " kept changing under " +
                                               std::to_string(kBeginAttempts) + " attempts"});
+    }
+
+    /// A record statement: on the pipelined connections when there are any, else on a pooled one. Each is
+    /// its own transaction either way, so consecutive ones need not share a connection.
+    Result<PgResult> exec(const std::string& name, std::span<const PgParam> params) {
+        // Every record statement takes the record id as $1: the one row it touches (ping touches none).
+        if (mux_)
+            return mux_->execPrepared(
+                name, params, params.empty() ? std::string_view() : std::string_view(params[0].data(), params[0].length()),
+                PgMultiplexer::Clock::now() + poolWait_);
+        return pool_.execPrepared(name, params);
     }
 
     /// Store.h precedence: Mismatch, Done, own token (Owned, no fence bump), live lease, Abandoned.
@@ -418,7 +432,9 @@ private:
     std::atomic<std::uint64_t> reapedRecords_{0};
     std::atomic<std::uint64_t> reapPasses_{0};
     std::atomic<std::uint64_t> reapFailures_{0};
-    PgPool pool_;
+    PgPool pool_;                         // the reaper, ping, and every statement without pipelining
+    std::unique_ptr<PgMultiplexer> mux_;  // record statements; null when pipeline_connections is 0
+    const Millis poolWait_;
     const Millis reapInterval_;
     const std::size_t reapBatch_;
     const std::int32_t reaperKey_;

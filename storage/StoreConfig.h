@@ -52,7 +52,11 @@ struct PostgresStoreConfig {
     std::string url;                      ///< libpq URI or key=value string, without the password
     std::string password;                 ///< resolved from password_env / password_file
     std::string table = "idempotency_record";
-    std::size_t poolSize = 8;
+    std::size_t poolSize = 8;             ///< exclusive connections: the reaper, PING; every statement when
+                                          ///< pipelineConnections is 0
+    std::size_t pipelineConnections = 2;  ///< shared connections in pipeline mode on which the record statements
+                                          ///< of concurrent requests are batched (as many again are opened for
+                                          ///< low concurrency); 0: none, every statement leases a pooled one
     Millis connectTimeout{2000};
     Millis statementTimeout{2000};
     Millis poolWaitTimeout{1000};

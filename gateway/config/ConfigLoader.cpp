@@ -145,6 +145,7 @@ const std::vector<std::string_view> kRedisClusterKeys{"nodes", "password_env", "
                                                       "command_timeout", "pool_wait_timeout", "require_noeviction",
                                                       "replay_read", "max_redirects", "slot_refresh_interval"};
 const std::vector<std::string_view> kPostgresKeys{"url", "password_env", "password_file", "table", "pool_size",
+                                                  "pipeline_connections",
                                                   "connect_timeout", "statement_timeout", "pool_wait_timeout",
                                                   "migrate_on_start", "reap_interval", "reap_batch"};
 const std::vector<std::string_view> kUpstreamKeys{"url",    "endpoints", "balance", "timeouts", "connect_timeout",
@@ -813,6 +814,8 @@ void Loader::readPostgres(const Section& s, storage::PostgresStoreConfig& out) c
     }
     if (const Entry* v = s.find("pool_size"))
         out.poolSize = static_cast<std::size_t>(integer(*v, s.pathOf("pool_size"), 1, 65535));
+    if (const Entry* v = s.find("pipeline_connections"))
+        out.pipelineConnections = static_cast<std::size_t>(integer(*v, s.pathOf("pipeline_connections"), 0, 64));
     if (const Entry* v = s.find("connect_timeout"))
         out.connectTimeout = duration(*v, s.pathOf("connect_timeout"), false);
     if (const Entry* v = s.find("statement_timeout"))
@@ -2063,6 +2066,7 @@ std::string describeConfig(const Config& c) {
         describePassword(o, "    ", p.password);
         o << "    table: " << yamlString(p.table) << "\n";
         o << "    pool_size: " << p.poolSize << "\n";
+        o << "    pipeline_connections: " << p.pipelineConnections << "\n";
         o << "    connect_timeout: " << formatDuration(p.connectTimeout) << "\n";
         o << "    statement_timeout: " << formatDuration(p.statementTimeout) << "\n";
         o << "    pool_wait_timeout: " << formatDuration(p.poolWaitTimeout) << "\n";

@@ -105,16 +105,19 @@ inline void dropTable(const std::string& table) {
 
 /// The conformance fixture: a fresh table per instance, dropped on destruction. The store behind
 /// makeVia has a short statement timeout (500 ms: the client gives up after ~1.1 s) and no reaper.
-struct PgFx {
-    static constexpr const char* kName = "postgres";
+/// The suite runs twice: record statements batched on pipelined connections (the default,
+/// PgMultiplexer.h), and each on a pooled connection of its own (pipeline_connections: 0).
+template <std::size_t Pipelined>
+struct PgFxOf {
+    static constexpr const char* kName = Pipelined > 0 ? "postgres" : "postgres-pooled";
     static constexpr bool kNetworked = true;
     static constexpr Millis kTtlUnit{300};
     static constexpr std::size_t kMaxResponseBytes = kMinConformanceResponseBytes;
 
-    PgFx() : table_(pgtest::freshTable("idem_conf")), port_(pgtest::servicePort()) {
-        store_ = storage::makePostgresStore(pgtest::config(table_, port_), limits());
+    PgFxOf() : table_(pgtest::freshTable("idem_conf")), port_(pgtest::servicePort()) {
+        store_ = storage::makePostgresStore(config(port_), limits());
     }
-    ~PgFx() {
+    ~PgFxOf() {
         store_.reset();
         try {
             pgtest::dropTable(table_);
@@ -122,8 +125,14 @@ struct PgFx {
             BOOST_TEST_MESSAGE("could not drop " << table_ << ": " << e.what());
         }
     }
-    PgFx(const PgFx&) = delete;
-    PgFx& operator=(const PgFx&) = delete;
+    PgFxOf(const PgFxOf&) = delete;
+    PgFxOf& operator=(const PgFxOf&) = delete;
+
+    storage::PostgresStoreConfig config(std::uint16_t port) const {
+        auto c = pgtest::config(table_, port);
+        c.pipelineConnections = Pipelined;
+        return c;
+    }
 
     static storage::StoreLimits limits() {
         storage::StoreLimits l;
@@ -136,13 +145,13 @@ struct PgFx {
 
     /// The same kind of store at a closed port: every call fails at once, nothing is created.
     std::unique_ptr<storage::Store> makeUnreachable() {
-        auto c = pgtest::config(table_, pgtest::closedPort());
+        auto c = config(pgtest::closedPort());
         c.migrateOnStart = false;
         return storage::makePostgresStore(c, limits());
     }
     /// The same table reached through 127.0.0.1:proxyPort (a FaultProxy in front of the service).
     std::unique_ptr<storage::Store> makeVia(std::uint16_t proxyPort) {
-        auto c = pgtest::config(table_, proxyPort);
+        auto c = config(proxyPort);
         c.migrateOnStart = false;
         c.statementTimeout = Millis{500};
         return storage::makePostgresStore(c, limits());
@@ -161,7 +170,10 @@ private:
 
 using namespace idem;  // the cases name storage:: and idem::test helpers unqualified
 
-using StoreFixtures = std::tuple<test::PgFx>;
+namespace idem::test {
+using PgFx = PgFxOf<2>;
+}
+using StoreFixtures = std::tuple<test::PgFx, test::PgFxOf<0>>;
 
 BOOST_AUTO_TEST_SUITE(postgres)
 #include "tests/conformance/StoreConformanceCases.h"

@@ -123,6 +123,7 @@ std::vector<BadCase> badCases() {
         {"url user info", withUrl("http://u:p@127.0.0.1:9090"), "upstreams.up.url", "user info"},
         {"upstream pool zero", upstream("pool_size: 0"), "upstreams.up.pool_size", "from 1 to 65535"},
         {"redis pipeline too many", top("store: {type: redis, redis: {pipeline_connections: 65}}"), "store.redis.pipeline_connections", "from 0 to 64"},
+        {"postgres pipeline too many", top("store: {type: postgres, postgres: {url: \"postgresql://h/d\", pipeline_connections: 65}}"), "store.postgres.pipeline_connections", "from 0 to 64"},
         {"redis replay read", top("store: {type: redis, redis: {replay_read: sometimes}}"), "store.redis.replay_read", "expected one of: auto, always, never"},
         {"upstream timeout zero", upstream("timeout: 0s"), "upstreams.up.timeout", "must be greater than 0"},
         {"bad upstream name", "upstreams: {\"up stream\": {url: http://127.0.0.1:1}}\nroutes: {r: {path: /p, upstream: up}}\n", "upstreams.up stream", "upstream names may use"},
@@ -686,7 +687,7 @@ BOOST_AUTO_TEST_CASE(storeBackendsAndSecrets) {
     const std::string file = dir.write(
         "idemgate.yaml",
         top("store:\n  type: postgres\n  postgres: {url: \"postgresql://idem@db:5432/idem?sslmode=disable\", "
-            "password_file: pg-password, table: idem.records, pool_size: 3, reap_interval: 0s, reap_batch: 10, "
+            "password_file: pg-password, table: idem.records, pool_size: 3, pipeline_connections: 0, reap_interval: 0s, reap_batch: 10, "
             "migrate_on_start: false}"));
     const Config pg = loadConfigFile(file);
     BOOST_TEST(pg.sourceFile == file);
@@ -695,6 +696,8 @@ BOOST_AUTO_TEST_CASE(storeBackendsAndSecrets) {
     BOOST_TEST(pg.store.postgres.password == "pg-s3cr3t");
     BOOST_TEST(pg.store.postgres.table == "idem.records");
     BOOST_TEST(pg.store.postgres.poolSize == 3u);
+    BOOST_TEST(pg.store.postgres.pipelineConnections == 0u);  // pipelining off
+    BOOST_TEST(idem::storage::PostgresStoreConfig{}.pipelineConnections == 2u);
     BOOST_TEST(pg.store.postgres.reapInterval.count() == 0);
     BOOST_TEST(pg.store.postgres.reapBatch == 10u);
     BOOST_TEST(!pg.store.postgres.migrateOnStart);
