@@ -36,12 +36,12 @@ enum class Wait { Ready, Timeout, Aborted, Failed };
 /// Waits for `events` on `fd` until `deadline` (io::waitFd: on a fiber the loop runs other requests
 /// meanwhile; elsewhere poll(2)). A deadline already past still looks once without waiting, so data
 /// that is there is never reported as a timeout.
-Wait waitFor(int fd, short events, Deadline deadline, const std::atomic<bool>* abort) {
+Wait waitFor(int fd, short events, Deadline deadline, const std::atomic<bool>* abort, std::uint64_t owner = 0) {
     for (;;) {
         if (abort && abort->load(std::memory_order_relaxed)) return Wait::Aborted;
         const auto now = std::chrono::steady_clock::now();
         const Deadline until = abort ? std::min(deadline, now + std::chrono::milliseconds(kAbortSliceMs)) : deadline;
-        const int rc = io::waitFd(fd, events, until);
+        const int rc = io::waitFd(fd, events, until, owner);
         if (rc > 0) return Wait::Ready;  // POLLERR / POLLHUP too: the next call reports what happened
         if (rc < 0) {
             if (errno == EINTR) continue;
@@ -209,6 +209,8 @@ UpstreamSocket::ConnectResult UpstreamSocket::connect(const Address& address, De
     return out;
 }
 
+UpstreamSocket::UpstreamSocket(int fd, ssl_st* ssl) : fd_(fd), ssl_(ssl), owner_(io::newFdOwner()) {}
+
 UpstreamSocket::~UpstreamSocket() {
     if (ssl_) {
         // One non-blocking close_notify attempt; the peer does not have to answer it.
@@ -263,7 +265,7 @@ IoResult UpstreamSocket::writePlain(std::span<const std::string_view> parts, Dea
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                const Wait w = waitFor(fd_, POLLOUT, deadline, abort);
+                const Wait w = waitFor(fd_, POLLOUT, deadline, abort, owner_);
                 if (w == Wait::Ready) continue;
                 if (w == Wait::Failed) error_ = std::strerror(errno);
                 return fromWait(w);
@@ -299,8 +301,8 @@ IoResult UpstreamSocket::writeTls(std::string_view data, Deadline deadline, std:
         }
         const int e = SSL_get_error(ssl_, rc);
         Wait w = Wait::Failed;
-        if (e == SSL_ERROR_WANT_WRITE) w = waitFor(fd_, POLLOUT, deadline, abort);
-        else if (e == SSL_ERROR_WANT_READ) w = waitFor(fd_, POLLIN, deadline, abort);
+        if (e == SSL_ERROR_WANT_WRITE) w = waitFor(fd_, POLLOUT, deadline, abort, owner_);
+        else if (e == SSL_ERROR_WANT_READ) w = waitFor(fd_, POLLIN, deadline, abort, owner_);
         if (w == Wait::Ready) continue;
         if (w != Wait::Failed) return fromWait(w);
         error_ = e == SSL_ERROR_SYSCALL && errno != 0 ? std::string(std::strerror(errno)) : opensslError("TLS write failed");
@@ -337,7 +339,7 @@ IoResult UpstreamSocket::readSome(char* buffer, std::size_t capacity, std::size_
             pollFirst = true;
         }
         if (pollFirst) {
-            const Wait w = waitFor(fd_, POLLIN, deadline, abort);
+            const Wait w = waitFor(fd_, POLLIN, deadline, abort, owner_);
             if (w != Wait::Ready) return fromWait(w);
         }
         for (;;) {
@@ -349,7 +351,7 @@ IoResult UpstreamSocket::readSome(char* buffer, std::size_t capacity, std::size_
             if (n == 0) return IoResult::Closed;
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                const Wait w = waitFor(fd_, POLLIN, deadline, abort);
+                const Wait w = waitFor(fd_, POLLIN, deadline, abort, owner_);
                 if (w == Wait::Ready) continue;
                 return fromWait(w);
             }
@@ -358,7 +360,7 @@ IoResult UpstreamSocket::readSome(char* buffer, std::size_t capacity, std::size_
         }
     }
     if (pollFirst && SSL_pending(ssl_) == 0) {
-        const Wait w = waitFor(fd_, POLLIN, deadline, abort);
+        const Wait w = waitFor(fd_, POLLIN, deadline, abort, owner_);
         if (w != Wait::Ready) return fromWait(w);
     }
     for (;;) {
@@ -372,8 +374,8 @@ IoResult UpstreamSocket::readSome(char* buffer, std::size_t capacity, std::size_
         const int e = SSL_get_error(ssl_, rc);
         if (e == SSL_ERROR_ZERO_RETURN) return IoResult::Closed;
         Wait w = Wait::Failed;
-        if (e == SSL_ERROR_WANT_READ) w = waitFor(fd_, POLLIN, deadline, abort);
-        else if (e == SSL_ERROR_WANT_WRITE) w = waitFor(fd_, POLLOUT, deadline, abort);
+        if (e == SSL_ERROR_WANT_READ) w = waitFor(fd_, POLLIN, deadline, abort, owner_);
+        else if (e == SSL_ERROR_WANT_WRITE) w = waitFor(fd_, POLLOUT, deadline, abort, owner_);
         if (w == Wait::Ready) continue;
         if (w != Wait::Failed) return fromWait(w);
         if (e == SSL_ERROR_SYSCALL && errno == 0) return IoResult::Closed;  // EOF without close_notify

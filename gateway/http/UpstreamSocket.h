@@ -104,7 +104,7 @@ public:
     const std::string& error() const { return error_; }
 
 private:
-    UpstreamSocket(int fd, ssl_st* ssl) : fd_(fd), ssl_(ssl) {}
+    UpstreamSocket(int fd, ssl_st* ssl);
 
     IoResult writePlain(std::span<const std::string_view> parts, Deadline deadline, std::size_t& written,
                         const std::atomic<bool>* abort);
@@ -112,6 +112,9 @@ private:
 
     int fd_ = -1;
     ssl_st* ssl_ = nullptr;
+    /// Tags this socket's epoll registrations (io::waitFd with an owner): a pooled connection moves
+    /// between requests and loops, and stays registered in each loop that waited on it.
+    std::uint64_t owner_;
     std::int64_t receiveTimeoutMs_ = -1;  ///< SO_RCVTIMEO as last set (plain sockets); -1: never set
     std::string error_;
 };

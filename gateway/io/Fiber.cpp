@@ -66,6 +66,7 @@ struct Loop::Impl {
         bool persistent = false;  ///< a Watch: edge-triggered, armed for good
         short events = 0;         ///< what the waiting fiber waits for (persistent only)
         int pending = 0;          ///< persistent: readiness seen with no fiber waiting for it (poll bits)
+        std::uint64_t owner = 0;  ///< persistent by waitFd(..., owner): the owner's tag; 0 for a Watch
     };
     std::vector<FdWait> fds;  ///< indexed by descriptor
     std::uint64_t nextSeq = 0;
@@ -495,13 +496,39 @@ void Loop::heapRemove(Fiber* f) {
 
 // ---- waits
 
-int waitFd(int fd, short events, Clock::time_point deadline) {
+int waitFd(int fd, short events, Clock::time_point deadline) { return waitFd(fd, events, deadline, 0); }
+
+std::uint64_t newFdOwner() noexcept {
+    static std::atomic<std::uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+int waitFd(int fd, short events, Clock::time_point deadline, std::uint64_t owner) {
     Loop* loop = tCurrentLoop;
     if (!loop || !loop->impl_->current) return pollWait(fd, events, deadline);
     if (fd < 0 || deadline <= Clock::now()) return pollWait(fd, events, Clock::time_point{});  // look once
     auto& impl = *loop->impl_;
     Fiber* f = impl.current;
     const short wanted = static_cast<short>(events | POLLERR | POLLHUP);
+    if (static_cast<std::size_t>(fd) < impl.fds.size() && impl.fds[fd].persistent && impl.fds[fd].owner != owner &&
+        (owner != 0 || impl.fds[fd].owner != 0)) {
+        // Another owner's registration: its descriptor was closed (which took it out of the epoll set) and
+        // the number reused. Forgotten here; registered afresh below.
+        impl.fds[fd] = {};
+    }
+    if (owner != 0 && !impl.entry(fd).persistent) {
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.data.u64 = static_cast<std::uint64_t>(fd);
+        if (impl.addOrModify(fd, ev)) {
+            auto& entry = impl.fds[fd];
+            entry = {};
+            entry.registered = true;
+            entry.persistent = true;
+            entry.owner = owner;
+        }
+        // else: not pollable by epoll; the one-shot path below falls back to poll(2)
+    }
     if (static_cast<std::size_t>(fd) < impl.fds.size() && impl.fds[fd].persistent) {
         // Edge-triggered: readiness that arrived before this wait was kept in `pending`.
         auto& entry = impl.fds[fd];

@@ -41,6 +41,17 @@ bool inFiber() noexcept;
 /// deadline passed, -1 on a poll error (errno set). Clock::time_point::max() waits without bound.
 int waitFd(int fd, short events, Clock::time_point deadline);
 
+/// waitFd for a descriptor that a long-lived object owns and that is waited on again and again, perhaps
+/// from fibers of different loops (a pooled upstream connection): the first wait on a loop puts `fd` in
+/// that loop's epoll set edge-triggered for good, tagged with `owner` (a number no other descriptor
+/// owner uses: see newFdOwner()), so later waits there cost no epoll_ctl. A registration whose tag is not
+/// the caller's is taken as stale (its descriptor was closed, the number reused) and replaced. Readiness
+/// kept from an earlier use can wake a wait early: callers retry their I/O and wait again on EAGAIN.
+int waitFd(int fd, short events, Clock::time_point deadline, std::uint64_t owner);
+
+/// A fresh, process-unique, nonzero owner tag for waitFd.
+std::uint64_t newFdOwner() noexcept;
+
 void sleepUntil(Clock::time_point deadline);
 inline void sleepFor(Clock::duration d) { sleepUntil(Clock::now() + d); }
 
@@ -120,6 +131,7 @@ public:
 
 private:
     friend int waitFd(int, short, Clock::time_point);
+    friend int waitFd(int, short, Clock::time_point, std::uint64_t);
     friend bool inFiber() noexcept;
     friend void sleepUntil(Clock::time_point);
     friend class CondVar;

@@ -4,6 +4,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <atomic>
+#include <functional>
+#include <future>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -200,6 +203,90 @@ BOOST_AUTO_TEST_CASE(a_watched_descriptor_keeps_readiness_that_arrives_between_w
     BOOST_CHECK_EQUAL(rounds, 50);
     BOOST_CHECK_EQUAL(timeout, 0);
     BOOST_CHECK(lateData & POLLIN);
+}
+
+namespace {
+
+/// Runs `fn` on a fiber of `r` and waits for it to end.
+void onLoop(Runner& r, const std::function<void()>& fn) {
+    std::promise<void> done;
+    r.loop.spawn([&] {
+        fn();
+        done.set_value();
+    });
+    done.get_future().wait();
+}
+
+/// Waits for a byte written by another thread after `delay`, with owner tag `owner`; reads it.
+/// An early wake (readiness kept from an earlier use) is retried, as the owner-tagged waits allow.
+bool waitForByte(const Pair& p, std::uint64_t owner, std::chrono::milliseconds delay) {
+    bool wrote = false;  // no Boost.Test checks off the test's thread: they are not thread-safe
+    std::thread writer([&] {
+        std::this_thread::sleep_for(delay);
+        wrote = ::write(p.b, "o", 1) == 1;
+    });
+    char c;
+    bool got = false;
+    const auto deadline = Clock::now() + 10s;
+    while (!got && Clock::now() < deadline) {
+        if (!(waitFd(p.a, POLLIN, deadline, owner) & POLLIN)) break;
+        got = ::read(p.a, &c, 1) == 1;
+    }
+    writer.join();
+    return got && wrote;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(an_owned_descriptor_stays_registered_across_loops_and_its_number_is_reusable) {
+    Runner one, two;
+    const std::uint64_t owner = newFdOwner();
+    BOOST_CHECK_NE(owner, 0u);
+    BOOST_CHECK_NE(newFdOwner(), owner);
+    auto p = std::make_unique<Pair>();
+    const int number = p->a;
+    int rounds = 0;
+    // Used on one loop, then on the other, then on the first again (a pooled connection does this).
+    for (Runner* r : {&one, &two, &one})
+        onLoop(*r, [&] {
+            for (int i = 0; i < 10; ++i) rounds += waitForByte(*p, owner, i % 2 ? 2ms : 0ms) ? 1 : 0;
+        });
+    BOOST_CHECK_EQUAL(rounds, 30);
+
+    // Nothing arrives: the wait ends by its deadline (after at most an early wake from kept readiness).
+    int quiet = -1;
+    onLoop(one, [&] {
+        const auto deadline = Clock::now() + 30ms;
+        char c;
+        do quiet = waitFd(p->a, POLLIN, deadline, owner);
+        while (quiet > 0 && ::read(p->a, &c, 1) < 0 && Clock::now() < deadline);
+    });
+    BOOST_CHECK_EQUAL(quiet, 0);
+
+    // Closed and the number reused: a plain wait and another owner's wait on it both see new data,
+    // although the loops still hold the old owner's registration for that number.
+    p.reset();
+    Pair q;
+    BOOST_CHECK_EQUAL(q.a, number);  // the lowest free number comes back
+    // Each must be woken by the byte, not found by the last look at its deadline (10 s away): a stale
+    // registration would leave the new descriptor out of the epoll set.
+    bool plain = false, other = false;
+    const auto started = Clock::now();
+    onLoop(one, [&] {
+        bool wrote = false;
+        std::thread writer([&] {
+            std::this_thread::sleep_for(5ms);
+            wrote = ::write(q.b, "p", 1) == 1;
+        });
+        plain = (waitFd(q.a, POLLIN, Clock::now() + 10s) & POLLIN) != 0;
+        writer.join();
+        char c;
+        plain = plain && wrote && ::read(q.a, &c, 1) == 1;
+    });
+    onLoop(two, [&] { other = waitForByte(q, newFdOwner(), 5ms); });
+    BOOST_CHECK(plain);
+    BOOST_CHECK(other);
+    BOOST_CHECK(Clock::now() - started < 5s);
 }
 
 BOOST_AUTO_TEST_CASE(condvar_between_fibers_and_threads_in_both_directions) {
