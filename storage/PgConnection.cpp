@@ -59,11 +59,11 @@ PgFailure pgError(pg_conn* conn, const pg_result* res, const std::string& what) 
 
 /// Waits until the socket is readable (or writable too, when `write`), or the deadline passes.
 /// Returns false on timeout.
-bool waitSocket(int fd, bool write, Clock::time_point deadline, std::string& err) {
+bool waitSocket(int fd, std::uint64_t owner, bool write, Clock::time_point deadline, std::string& err) {
     for (;;) {
         if (deadline <= Clock::now()) return false;
         // io::waitFd: on a fiber the loop runs other requests meanwhile (gateway/io/Fiber.h).
-        const int n = io::waitFd(fd, static_cast<short>(POLLIN | (write ? POLLOUT : 0)), deadline);
+        const int n = io::waitFd(fd, static_cast<short>(POLLIN | (write ? POLLOUT : 0)), deadline, owner);
         if (n > 0) return true;
         if (n < 0 && errno != EINTR) {
             err = std::strerror(errno);
@@ -334,7 +334,7 @@ Result<void> PgConnection::flush(Clock::time_point deadline, const std::string& 
             return std::unexpected(e.error);
         }
         std::string err;
-        if (!waitSocket(PQsocket(c_), true, deadline, err)) {
+        if (!waitSocket(PQsocket(c_), owner_, true, deadline, err)) {
             broken_ = true;
             return std::unexpected(
                 StoreError{StoreError::Kind::Timeout, "postgres " + label + ": timed out sending the request"});
@@ -419,7 +419,7 @@ void PgConnection::pipelineRun(std::span<const PgCall> calls, std::vector<Result
     const auto ready = [&](Clock::time_point deadline, const std::string& what) {
         while (PQisBusy(c_)) {
             std::string err;
-            if (!waitSocket(PQsocket(c_), false, deadline, err)) {
+            if (!waitSocket(PQsocket(c_), owner_, false, deadline, err)) {
                 failRest(StoreError{StoreError::Kind::Timeout,
                                     "postgres " + what + ": no reply within " + std::to_string(bound.count()) + " ms"});
                 return false;
@@ -443,7 +443,7 @@ void PgConnection::pipelineRun(std::span<const PgCall> calls, std::vector<Result
         };
         while (PQisBusy(c_)) {
             std::string err;
-            if (!waitSocket(PQsocket(c_), false, deadline, err))
+            if (!waitSocket(PQsocket(c_), owner_, false, deadline, err))
                 return failTransaction(StoreError{StoreError::Kind::Timeout, "postgres " + what + ": no reply within " +
                                                                                  std::to_string(bound.count()) + " ms"});
             if (!PQconsumeInput(c_)) return failTransaction(pgError(c_, nullptr, what).error);
@@ -517,7 +517,7 @@ Result<PgResult> PgConnection::awaitResult(Clock::time_point deadline, const std
     for (;;) {
         while (PQisBusy(c_)) {
             std::string err;
-            if (!waitSocket(PQsocket(c_), false, deadline, err)) {
+            if (!waitSocket(PQsocket(c_), owner_, false, deadline, err)) {
                 if (failed) PQclear(failed);
                 broken_ = true;  // a reply may still arrive: the connection is out of step
                 return std::unexpected(StoreError{

@@ -192,6 +192,9 @@ private:
     Result<void> prepare(const PgStatement& st);
 
     pg_conn* c_ = nullptr;
+    /// Tags the socket's registrations in the loops' epoll sets (io::waitFd with an owner): the socket
+    /// stays registered between round trips, which then cost no epoll_ctl.
+    std::uint64_t owner_ = io::newFdOwner();
     Millis statementTimeout_;
     bool broken_ = false;
     bool pipelined_ = false;

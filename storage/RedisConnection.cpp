@@ -296,7 +296,7 @@ std::optional<StoreError> RedisConnection::readOnFiber(void** raw) {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            const int ready = io::waitFd(c->fd, POLLOUT, deadline);
+            const int ready = io::waitFd(c->fd, POLLOUT, deadline, owner_);
             if (ready == 0) return timedOut();
             if (ready > 0) continue;
         }
@@ -305,7 +305,7 @@ std::optional<StoreError> RedisConnection::readOnFiber(void** raw) {
     }
     char buffer[16 * 1024];
     for (;;) {
-        const int ready = io::waitFd(c->fd, POLLIN, deadline);  // a reply needs a round trip: wait first
+        const int ready = io::waitFd(c->fd, POLLIN, deadline, owner_);  // a reply needs a round trip: wait first
         if (ready == 0) return timedOut();
         if (ready < 0) {
             const int e = errno;

@@ -18,6 +18,8 @@
 
 #include "storage/Store.h"
 
+#include "gateway/io/Fiber.h"
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -157,6 +159,9 @@ private:
     std::unique_ptr<redisContext, ContextDeleter> ctx_;
     std::chrono::milliseconds timeout_;
     bool broken_ = false;
+    /// Tags the socket's registrations in the loops' epoll sets (io::waitFd with an owner): the socket
+    /// stays registered between round trips, which then cost no epoll_ctl.
+    std::uint64_t owner_ = io::newFdOwner();
 };
 
 }  // namespace idem::storage
