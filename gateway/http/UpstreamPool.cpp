@@ -1,6 +1,7 @@
 #include "gateway/http/UpstreamPool.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace idem::http {
 
@@ -24,9 +25,17 @@ UpstreamPool::Acquired UpstreamPool::acquire(Deadline deadline, std::uint64_t ge
                                              std::unique_ptr<UpstreamSocket>& socket) {
     std::unique_lock lock(mutex_);
     if (waiters_.empty()) {
+        const io::Loop* here = io::Loop::current();
         while (!idle_.empty()) {
-            Idle entry = std::move(idle_.back());
-            idle_.pop_back();
+            // The most recent of this loop's, else the most recent of all.
+            auto pick = std::prev(idle_.end());
+            for (auto it = idle_.rbegin(); it != idle_.rend(); ++it)
+                if (it->loop == here) {
+                    pick = std::prev(it.base());
+                    break;
+                }
+            Idle entry = std::move(*pick);
+            idle_.erase(pick);
             const auto now = std::chrono::steady_clock::now();
             const bool fresh = entry.generation == generation && now - entry.since <= idleTimeout_;
             lock.unlock();
@@ -80,7 +89,7 @@ void UpstreamPool::release(std::unique_ptr<UpstreamSocket> socket, bool reusable
         return;
     }
     if (reusable && idle_.size() < maxIdle_) {
-        idle_.push_back(Idle{std::move(socket), std::chrono::steady_clock::now(), generation});
+        idle_.push_back(Idle{std::move(socket), std::chrono::steady_clock::now(), generation, io::Loop::current()});
         return;
     }
     --open_;

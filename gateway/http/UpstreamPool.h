@@ -2,7 +2,9 @@
 // UpstreamPool: the keep-alive connections of one upstream endpoint (Poco 1.11 has no client pool).
 //
 //  - Bounded: at most maxConnections open at once (busy + idle); at most maxIdle kept idle.
-//  - Reused most-recently-used first; an idle connection is checked before reuse
+//  - Reused most-recently-used first, preferring one last used on the caller's event loop (a socket
+//    stays registered in the epoll set of each loop that waited on it: keeping it on one loop spares
+//    the others its wake-ups); an idle connection is checked before reuse
 //    (UpstreamSocket::reusable: a peer that closed it makes it readable) and dropped if stale, never
 //    written to. Connections idle for idleTimeout are closed by sweep() (and skipped by acquire()).
 //  - A request never waits unboundedly: when maxConnections are busy, acquire() waits until its
@@ -61,6 +63,7 @@ private:
         std::unique_ptr<UpstreamSocket> socket;
         std::chrono::steady_clock::time_point since;
         std::uint64_t generation = 0;
+        const io::Loop* loop = nullptr;  ///< the event loop that returned it (nullptr: a plain thread)
     };
 
     /// One acquire() waiting in line (lives on the waiting thread's stack).
