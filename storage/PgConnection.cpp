@@ -265,8 +265,7 @@ Result<void> PgConnection::prepare(const PgStatement& st) {
         broken_ = broken_ || f.poison;
         return std::unexpected(f.error);
     }
-    const auto deadline = Clock::now() + statementTimeout_ + clientMargin(statementTimeout_);
-    auto r = awaitResult(deadline, "prepare " + st.name);
+    auto r = awaitResult(Clock::now() + replyBound(), "prepare " + st.name);
     if (!r) return std::unexpected(r.error());
     return {};
 }
@@ -283,7 +282,7 @@ Result<PgResult> PgConnection::run(Send kind, const std::string& what, std::span
     const std::string label = kind == Send::Prepared ? what : "statement";
     if (broken_) return std::unexpected(unavailable("postgres " + label + ": connection is broken"));
     if (auto sent = send(kind, what, params, label); !sent) return std::unexpected(sent.error());
-    const auto deadline = Clock::now() + statementTimeout_ + clientMargin(statementTimeout_);
+    const auto deadline = Clock::now() + replyBound();
     if (auto flushed = flush(deadline, label); !flushed) return std::unexpected(flushed.error());
     return awaitResult(deadline, label);
 }
@@ -372,7 +371,6 @@ void PgConnection::pipeline(std::span<const PgCall> calls, std::vector<Result<Pg
     std::vector<Result<PgResult>> inOrder;
     std::vector<char> retry;
     pipelineRun(sorted_, inOrder, &retry);
-    out.clear();
     for (std::size_t i = 0; i < calls.size(); ++i) out.emplace_back(std::unexpected(StoreError{}));
     // A statement that failed rolls the whole batch back: it reports its own error, and every other one
     // (rolled back, or never run: PGRES_PIPELINE_ABORTED) runs again in a transaction of its own.
@@ -412,24 +410,14 @@ void PgConnection::pipelineRun(std::span<const PgCall> calls, std::vector<Result
         if (!oneTransaction && PQpipelineSync(c_) != 1) return failRest(pgError(c_, nullptr, label).error);
     }
     if (oneTransaction && PQpipelineSync(c_) != 1) return failRest(pgError(c_, nullptr, label).error);
-    const auto bound = statementTimeout_ + clientMargin(statementTimeout_);
+    const auto bound = replyBound();
     if (auto flushed = flush(Clock::now() + bound, label); !flushed) return failRest(flushed.error());
 
     // Waits until PQgetResult would not block; false: the connection failed (out is completed).
     const auto ready = [&](Clock::time_point deadline, const std::string& what) {
-        while (PQisBusy(c_)) {
-            std::string err;
-            if (!waitSocket(PQsocket(c_), owner_, false, deadline, err)) {
-                failRest(StoreError{StoreError::Kind::Timeout,
-                                    "postgres " + what + ": no reply within " + std::to_string(bound.count()) + " ms"});
-                return false;
-            }
-            if (!PQconsumeInput(c_)) {
-                failRest(pgError(c_, nullptr, what).error);
-                return false;
-            }
-        }
-        return true;
+        auto in = awaitInput(deadline, what);
+        if (!in) failRest(in.error());
+        return in.has_value();
     };
     // Reads the Sync that closes a transaction; false: the connection failed or is out of step, and
     // every call of that transaction (and every later one) has the error.
@@ -441,13 +429,7 @@ void PgConnection::pipelineRun(std::span<const PgCall> calls, std::vector<Result
             failRest(e);
             return false;
         };
-        while (PQisBusy(c_)) {
-            std::string err;
-            if (!waitSocket(PQsocket(c_), owner_, false, deadline, err))
-                return failTransaction(StoreError{StoreError::Kind::Timeout, "postgres " + what + ": no reply within " +
-                                                                                 std::to_string(bound.count()) + " ms"});
-            if (!PQconsumeInput(c_)) return failTransaction(pgError(c_, nullptr, what).error);
-        }
+        if (auto in = awaitInput(deadline, what); !in) return failTransaction(in.error());
         pg_result* sync = PQgetResult(c_);
         const bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
         if (sync) PQclear(sync);
@@ -511,26 +493,32 @@ void PgConnection::pipelineRun(std::span<const PgCall> calls, std::vector<Result
     }
 }
 
+Millis PgConnection::replyBound() const { return statementTimeout_ + clientMargin(statementTimeout_); }
+
+Result<void> PgConnection::awaitInput(Clock::time_point deadline, const std::string& label) {
+    while (PQisBusy(c_)) {
+        std::string err;
+        if (!waitSocket(PQsocket(c_), owner_, false, deadline, err)) {
+            broken_ = true;  // a reply may still arrive: the connection is out of step
+            return std::unexpected(StoreError{StoreError::Kind::Timeout, "postgres " + label + ": no reply within " +
+                                                                             std::to_string(replyBound().count()) + " ms"});
+        }
+        if (!PQconsumeInput(c_)) {
+            auto f = pgError(c_, nullptr, label);
+            broken_ = true;
+            return std::unexpected(f.error);
+        }
+    }
+    return {};
+}
+
 Result<PgResult> PgConnection::awaitResult(Clock::time_point deadline, const std::string& label) {
     PgResult kept;
     pg_result* failed = nullptr;  // the first failed result, if any
     for (;;) {
-        while (PQisBusy(c_)) {
-            std::string err;
-            if (!waitSocket(PQsocket(c_), owner_, false, deadline, err)) {
-                if (failed) PQclear(failed);
-                broken_ = true;  // a reply may still arrive: the connection is out of step
-                return std::unexpected(StoreError{
-                    StoreError::Kind::Timeout,
-                    "postgres " + label + ": no reply within " +
-                        std::to_string((statementTimeout_ + clientMargin(statementTimeout_)).count()) + " ms"});
-            }
-            if (!PQconsumeInput(c_)) {
-                if (failed) PQclear(failed);
-                auto f = pgError(c_, nullptr, label);
-                broken_ = true;
-                return std::unexpected(f.error);
-            }
+        if (auto in = awaitInput(deadline, label); !in) {
+            if (failed) PQclear(failed);
+            return std::unexpected(in.error());
         }
         pg_result* r = PQgetResult(c_);
         if (!r) break;

@@ -189,6 +189,11 @@ private:
     /// batch, and must run again).
     void pipelineRun(std::span<const PgCall> calls, std::vector<Result<PgResult>>& out, std::vector<char>* retry);
     Result<PgResult> awaitResult(std::chrono::steady_clock::time_point deadline, const std::string& what);
+    /// Reads until PQgetResult would not block. A timeout ("no reply within" replyBound()) or a failed read
+    /// leaves the connection broken and is the error.
+    Result<void> awaitInput(std::chrono::steady_clock::time_point deadline, const std::string& what);
+    /// How long a statement's reply may take: statement_timeout plus the client's margin.
+    Millis replyBound() const;
     Result<void> prepare(const PgStatement& st);
 
     pg_conn* c_ = nullptr;
