@@ -432,7 +432,7 @@ private:
     std::atomic<std::uint64_t> reapedRecords_{0};
     std::atomic<std::uint64_t> reapPasses_{0};
     std::atomic<std::uint64_t> reapFailures_{0};
-    PgPool pool_;                         // the reaper, ping, and every statement without pipelining
+    PgPool pool_;                         // the reaper, and every statement when pipeline_connections is 0
     std::unique_ptr<PgMultiplexer> mux_;  // record statements; null when pipeline_connections is 0
     const Millis poolWait_;
     const Millis reapInterval_;
